@@ -1,0 +1,1 @@
+"""The embedded sandbox: old and new systems, hub, SFTP/FTP drop with a receiving agent."""
