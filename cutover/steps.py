@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from cutover.clock import Clock
+from cutover.decisions import Approver
 from cutover.profile import Profile, Target
 from cutover.types import Params, SecretRef
 
@@ -63,6 +64,8 @@ class StepContext:
     workdir: Path
     facts: Facts
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("cutover.step"))
+    # Who answers go/no-go questions; only the `approval` step type asks.
+    approver: Approver | None = None
 
     def target(self, name: str) -> Target:
         try:
@@ -142,6 +145,7 @@ def check(name: str) -> Callable[[Callable], Callable]:
 
 def load_step_types() -> Registry:
     """Import the built-in step library and every `cutover.steps` entry point."""
+    importlib.import_module("cutover.approval")
     importlib.import_module("tasks")
     for ep in entry_points(group="cutover.steps"):
         importlib.import_module(ep.value)

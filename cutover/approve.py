@@ -1,0 +1,49 @@
+"""Answering a go/no-go from outside the run: find the paused flow run, resume it with input."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from cutover.errors import ApprovalError
+from cutover.ledger import Ledger
+
+
+def pending_question(ledger: Ledger, execution_id: str, step_id: str) -> dict[str, object]:
+    """The open question of a step: its last approval-requested event with no decision after it."""
+    events = ledger.events(execution_id, step_id=step_id)
+    open_question = None
+    for event in events:
+        if event.kind == "approval-requested":
+            open_question = event.data
+        elif event.kind == "decision":
+            open_question = None
+    if open_question is None:
+        asked = any(e.kind == "approval-requested" for e in events)
+        raise ApprovalError(
+            f"step {step_id} of {execution_id} is not waiting for a decision"
+            + (" (it was already decided)" if asked else ""))
+    return open_question
+
+
+def approve(ledger: Ledger, execution_id: str, *, step_id: str, by: str, decision: str,
+            comment: str = "") -> str:
+    """Resume the paused flow run with a typed decision; the run records it in the ledger."""
+    from prefect import resume_flow_run
+    from prefect.exceptions import FlowPauseTimeout, NotPausedError
+
+    ledger.execution(execution_id)  # a clear error for an unknown execution
+    question = pending_question(ledger, execution_id, step_id)
+    flow_run_id = str(question.get("flow_run_id") or "")
+    if not flow_run_id:
+        raise ApprovalError(f"step {step_id} is waiting, but not in a Prefect flow run")
+    try:
+        resume_flow_run(UUID(flow_run_id),
+                        run_input={"decision": decision, "approver": by, "comment": comment})
+    except NotPausedError as exc:
+        raise ApprovalError(f"flow run {flow_run_id} is not paused (the run may have died; "
+                            "re-run its command to resume)") from exc
+    except FlowPauseTimeout as exc:
+        raise ApprovalError(f"the pause of flow run {flow_run_id} has expired") from exc
+    except RuntimeError as exc:
+        raise ApprovalError(f"the run refused the input: {exc}") from exc
+    return flow_run_id

@@ -1,0 +1,356 @@
+"""The `cutover` command. The only place that prints or exits.
+
+Our own errors become one line each and exit code 1; anything unexpected is one
+line plus a traceback in a debug log whose path is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cutover.errors import CutoverError, RunbookError
+
+EXIT = {"completed": 0, "halted": 2, "rolled-back": 3, "rollback-failed": 4}
+DEFAULT_PROFILE = Path("config/sandbox.yaml")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 1
+    try:
+        return args.handler(args)
+    except RunbookError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    except CutoverError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume from the ledger", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line here, the traceback in the debug log
+        log = _home() / "debug.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc())
+        print(f"internal error: {type(exc).__name__}: {exc} (traceback in {log})", file=sys.stderr)
+        return 70
+
+
+def _home() -> Path:
+    from cutover.execution import cutover_home
+
+    return cutover_home()
+
+
+# -- validate / plan / steps --------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from cutover.load import load_profile, load_runbook
+    from cutover.steps import load_step_types
+
+    registry = load_step_types()
+    profile = load_profile(args.env) if args.env else None
+    problems = []
+    for path in args.files:
+        try:
+            load_runbook(Path(path), profile, registry)
+            print(f"{path}: ok")
+        except RunbookError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise RunbookError(problems)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from cutover.execution import load_inputs
+    from cutover.plan import build_plan
+    from cutover.views import plan_json, plan_table
+
+    loaded = load_inputs(Path(args.file), args.env)
+    plan = build_plan(loaded.runbook)
+    if args.json:
+        print(json.dumps(plan_json(plan), indent=2, ensure_ascii=False))
+    else:
+        print(plan_table(plan))
+    return 0
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    from cutover.steps import load_step_types
+
+    for step_type in load_step_types().all():
+        print(f"{step_type.kind:6} {step_type.name}: {step_type.doc.splitlines()[0] if step_type.doc else ''}")
+        for name, field in step_type.params.model_fields.items():
+            required = "required" if field.is_required() else f"default {field.default!r}"
+            print(f"         {name}: {field.description or ''} ({required})")
+    return 0
+
+
+# -- run / rehearse ------------------------------------------------------------------
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    from cutover.execution import ledger_url_for, load_inputs, start_or_resume
+    from cutover.ledger import Ledger
+
+    mode = "rehearse" if args.command == "rehearse" else "run"
+    loaded = load_inputs(Path(args.file), args.env)
+    ledger_url = ledger_url_for(loaded, args.ledger)
+    ledger = Ledger(ledger_url)
+    options = {"poll_interval": args.poll_interval}
+    if mode == "rehearse":
+        options |= {"auto_approve": args.auto_approve, "pace": args.pace}
+    execution, resumed = start_or_resume(ledger, loaded, mode=mode, options=options,
+                                         new=args.new, execution_id=args.execution_id)
+    verb = "resuming" if resumed else "starting"
+    print(f"{verb} execution {execution.id} ({mode}) of {loaded.runbook.name} on {loaded.profile.name}")
+    _use_prefect_api()
+    status = _run_flow(ledger_url, execution.id, rehearsal=mode == "rehearse",
+                       watch=lambda stop: _watch(ledger, execution.id, stop))
+    _print_outcome(ledger, execution.id, status)
+    return EXIT.get(status, 1)
+
+
+def _run_flow(ledger_url: str, execution_id: str, *, rehearsal: bool,
+              watch: Callable[[threading.Event], None]) -> str:
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.cutover import cutover
+
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch, args=(stop,), daemon=True)
+    watcher.start()
+    try:
+        # Heartbeats cost ~1 s at every sync subflow exit (PREFECT.md §0.6); a rehearsal
+        # is watched live, so it goes without. A real run keeps them for zombie detection.
+        settings = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None} if rehearsal else {}
+        with temporary_settings(settings):
+            return cutover(ledger_url=ledger_url, execution_id=execution_id)
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+
+
+def _watch(ledger: object, execution_id: str, stop: threading.Event) -> None:
+    """Print one line per finished step, decision or rollback, as the ledger records them."""
+    seen = 0
+    while True:
+        finished = stop.wait(0.3)
+        for event in ledger.events(execution_id)[seen:]:  # type: ignore[attr-defined]
+            seen += 1
+            line = _event_line(event, execution_id)
+            if line:
+                print(line, flush=True)
+        if finished:
+            return
+
+
+def _event_line(event: object, execution_id: str) -> str | None:
+    kind, data, step = event.kind, event.data, event.step_id  # type: ignore[attr-defined]
+    at = event.clock_at[:16].replace("T", " ")  # type: ignore[attr-defined]
+    if kind == "step-completed":
+        return f"  {at}  {'ok':6} {step}" + ("  (overridden by a person)" if data.get("overridden") else "")
+    if kind == "step-failed":
+        return f"  {at}  {'FAILED':6} {step}: {data.get('reason')} -> {data.get('policy')}"
+    if kind == "approval-requested":
+        return (f"  {at}  {'WAIT':6} {step}: {data.get('question')}\n"
+                f"                           answer in the Prefect UI or: cutover approve "
+                f"{execution_id} --step {step} --by NAME --decision go|no-go")
+    if kind == "decision":
+        auto = " (automatic)" if data.get("automatic") else ""
+        return f"  {at}  {'DECIDE':6} {step}: {data.get('decision')} by {data.get('by')}{auto}"
+    if kind == "rollback-started":
+        return f"  {at}  {'ROLLBACK':6} triggered by {data.get('trigger_step')}: running {data.get('runbook')}"
+    return None
+
+
+def _print_outcome(ledger: object, execution_id: str, status: str) -> None:
+    from cutover.report import timeline_rows
+
+    execution = ledger.execution(execution_id)  # type: ignore[attr-defined]
+    rows = timeline_rows(ledger, execution_id)  # type: ignore[arg-type]
+    print()
+    print(_table(rows, ["runbook", "phase", "step", "planned", "finished", "outcome", "gates", "decision"]))
+    print()
+    print(f"execution {execution_id}: {status}")
+    print(f"ledger: {ledger.url}")  # type: ignore[attr-defined]
+    print(f"report: {Path(execution.workdir) / 'report.md'}")
+
+
+def _table(rows: list[dict[str, str]], columns: list[str]) -> str:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns),
+             "  ".join("-" * widths[c] for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def _use_prefect_api() -> None:
+    """Point Prefect at PREFECT_API_URL, or at the local server `cutover server start` runs."""
+    from cutover import server
+
+    url = os.environ.get("PREFECT_API_URL") or server.api_url()
+    if not server.is_healthy(url):
+        raise CutoverError(f"no Prefect server answers at {url}; start one with "
+                           "`cutover server start` (or set PREFECT_API_URL)")
+    os.environ["PREFECT_API_URL"] = url
+
+
+# -- approve / status / report ---------------------------------------------------------
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from cutover.approve import approve
+    from cutover.ledger import Ledger
+
+    _use_prefect_api()
+    ledger = Ledger(_ledger_url(args))
+    where = approve(ledger, args.execution, step_id=args.step, by=args.by,
+                    decision=args.decision, comment=args.comment)
+    print(f"{args.decision} for {args.step} of {args.execution} by {args.by} sent to flow run {where}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from cutover.ledger import Ledger
+    from cutover.report import timeline_rows
+
+    ledger = Ledger(_ledger_url(args))
+    if not args.execution:
+        rows = [{"execution": e.id, "mode": e.mode, "status": e.status,
+                 "started": f"{e.started_at:%Y-%m-%d %H:%M}"} for e in ledger.executions()]
+        print(_table(rows, ["execution", "mode", "status", "started"]) if rows else "no executions")
+        return 0
+    execution = ledger.execution(args.execution)
+    print(f"{execution.id}: {execution.status} (clock {execution.clock_now or '-'})")
+    print(_table(timeline_rows(ledger, execution.id),
+                 ["runbook", "step", "planned", "finished", "outcome", "gates", "decision"]))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from cutover.ledger import Ledger
+    from cutover.report import write_report
+
+    ledger = Ledger(_ledger_url(args))
+    execution = ledger.execution(args.execution)
+    path = write_report(ledger, execution.id, Path(execution.workdir))
+    print(path)
+    return 0
+
+
+def _ledger_url(args: argparse.Namespace) -> str:
+    if args.ledger:
+        return args.ledger
+    return f"sqlite:///{_home() / 'ledger.db'}"
+
+
+# -- server ---------------------------------------------------------------------------
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from cutover import server
+
+    home = Path(os.environ.get("PREFECT_HOME", ".prefect")).resolve()
+    if args.action == "start":
+        url = server.start(home, args.port)
+        print(f"Prefect server: {url} (UI at {url.removesuffix('/api')})")
+    elif args.action == "stop":
+        print("stopped" if server.stop(home) else "no server was running")
+    else:
+        url = server.api_url(args.port)
+        print(f"{url}: {'up' if server.is_healthy(url) else 'down'}")
+    return 0
+
+
+# -- argument parsing ----------------------------------------------------------------------
+
+
+def _profile_arg(value: str) -> Path:
+    path = Path(value)
+    if not path.suffix and not path.exists():
+        path = Path("config") / f"{value}.yaml"
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cutover", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("validate", help="check runbooks; one line per problem")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--env", type=_profile_arg,
+                   default=DEFAULT_PROFILE if DEFAULT_PROFILE.exists() else None,
+                   help="environment profile (path, or a name in config/); targets are checked against it")
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("plan", help="the timeline of a runbook")
+    p.add_argument("file")
+    p.add_argument("--env", type=_profile_arg, required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_plan)
+
+    p = sub.add_parser("steps", help="the step types and their parameters")
+    p.set_defaults(handler=cmd_steps)
+
+    for name, help_text in (("run", "run a cutover on the wall clock"),
+                            ("rehearse", "rehearse a cutover on a virtual clock")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("file")
+        p.add_argument("--env", type=_profile_arg, required=True)
+        p.add_argument("--new", action="store_true", help="start afresh instead of resuming")
+        p.add_argument("--execution-id", help="resume (or start) this execution")
+        p.add_argument("--ledger", help="SQLAlchemy URL of the ledger")
+        p.add_argument("--poll-interval", type=float, default=2.0,
+                       help="seconds between checks while paused for a decision")
+        if name == "rehearse":
+            p.add_argument("--auto-approve", action="store_true",
+                           help="answer every go/no-go with go, recorded as automatic")
+            p.add_argument("--pace", type=float, default=0.0,
+                           help="real seconds to spend at each step, to watch it in the UI")
+        p.set_defaults(handler=cmd_execute)
+
+    p = sub.add_parser("approve", help="answer a go/no-go that a run is waiting for")
+    p.add_argument("execution")
+    p.add_argument("--step", required=True)
+    p.add_argument("--by", required=True, help="your name, recorded in the ledger")
+    p.add_argument("--decision", required=True, choices=["go", "no-go"])
+    p.add_argument("--comment", default="")
+    p.add_argument("--ledger")
+    p.set_defaults(handler=cmd_approve)
+
+    p = sub.add_parser("status", help="executions, or one execution's steps")
+    p.add_argument("execution", nargs="?")
+    p.add_argument("--ledger")
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("report", help="write the report of an execution")
+    p.add_argument("execution")
+    p.add_argument("--ledger")
+    p.set_defaults(handler=cmd_report)
+
+    p = sub.add_parser("server", help="a local Prefect server with its UI")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--port", type=int, default=4299)
+    p.set_defaults(handler=cmd_server)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""End-to-end rehearsals of the shipped runbooks against the real sandbox servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from cutover.cli import main
+from cutover.ledger import Ledger
+
+ROOT = Path(__file__).resolve().parents[2]
+SHANXI = ROOT / "runbooks" / "shanxi-2023-shutdown-upgrade.yaml"
+QINGYUAN = ROOT / "runbooks" / "qingyuan-2021-rollback.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CUTOVER_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def _only_execution(ledger: Ledger):
+    [execution] = ledger.executions()
+    return execution
+
+
+def _kinds(ledger: Ledger, execution_id: str, runbook: str) -> dict[str, set[str]]:
+    return ledger.step_kinds(execution_id, runbook)
+
+
+def test_shanxi_rehearsal_completes_every_step(prefect_api, fresh_sandbox, home, capsys):
+    ledger_url = f"sqlite:///{home / 'ledger.db'}"
+    code = main(["rehearse", str(SHANXI), "--env", str(fresh_sandbox.profile_path),
+                 "--auto-approve", "--new", "--ledger", ledger_url])
+    out = capsys.readouterr().out
+    assert code == 0, out
+
+    ledger = Ledger(ledger_url)
+    execution = _only_execution(ledger)
+    assert execution.status == "completed"
+    kinds = _kinds(ledger, execution.id, "shanxi-2023-shutdown-upgrade")
+    assert len(kinds) == 28
+    assert all("step-completed" in k for k in kinds.values()), kinds
+    assert not any("gate-failed" in k or "step-failed" in k for k in kinds.values())
+    assert ledger.verify_chain(execution.id)[0]
+    # The go/no-go was answered automatically, and the ledger says so.
+    [decision] = [e for e in ledger.events(execution.id) if e.kind == "decision"]
+    assert decision.data["automatic"] is True and decision.data["decision"] == "go"
+    # The rehearsal clock ran the eleven-day schedule: the last step is on 2 December.
+    assert execution.clock_now.startswith("2023-12-02T09:00")
+
+    # The real systems moved: old stopped, new serving, data loaded, tax bureau acknowledged.
+    old = httpx.get(f"{fresh_sandbox.old_url}/channels").json()["channels"]
+    new = httpx.get(f"{fresh_sandbox.new_url}/channels").json()["channels"]
+    assert {c["state"] for c in old} == {"stopped"}
+    assert {c["state"] for c in new} == {"running"}
+    assert httpx.get(f"{fresh_sandbox.new_url}/version").json()["version"] == "2023.12.0"
+    ack = fresh_sandbox.dir / "drop" / "outbox" / "shanxi-2023-11" / "ack.json"
+    assert '"accepted"' in ack.read_text()
+    engine = sa.create_engine(f"sqlite:///{fresh_sandbox.dir / 'new.db'}")
+    with engine.connect() as conn:
+        residents = conn.execute(sa.text(
+            "select count(*) from persons where insurance_type = 'urban_rural_resident'")).scalar()
+        persons = conn.execute(sa.text("select count(*) from persons")).scalar()
+    engine.dispose()
+    assert residents == 0 and persons > 1000
+    assert (Path(execution.workdir) / "report.md").read_text().count("| completed |") == 28
+    assert "execution " in out and "completed" in out
+
+
+def test_core_health_failure_rolls_back_to_an_unchanged_old_system(
+        prefect_api, fresh_sandbox, home, capsys):
+    fresh_sandbox.fault("new:health-fail")
+    ledger_url = f"sqlite:///{home / 'ledger.db'}"
+    code = main(["rehearse", str(SHANXI), "--env", str(fresh_sandbox.profile_path),
+                 "--auto-approve", "--new", "--ledger", ledger_url])
+    out = capsys.readouterr().out
+    assert code == 3, out
+
+    ledger = Ledger(ledger_url)
+    execution = _only_execution(ledger)
+    assert execution.status == "rolled-back"
+    main_kinds = _kinds(ledger, execution.id, "shanxi-2023-shutdown-upgrade")
+    assert "step-failed" in main_kinds["restore-core"]
+    # Retried three times before rolling back, and nothing after restore-core ran.
+    retries = [e for e in ledger.events(execution.id, step_id="restore-core") if e.kind == "step-retry"]
+    assert len(retries) == 2
+    assert "restore-interfaces" not in main_kinds
+    back = _kinds(ledger, execution.id, "qingyuan-2021-rollback")
+    assert all("step-completed" in k for k in back.values()), back
+    proof = [e for e in ledger.events(execution.id, step_id="prove-old-unchanged")
+             if e.kind == "gate-passed"]
+    assert proof and proof[0].data["check"] == "reconcile.checksums"
+
+    old = httpx.get(f"{fresh_sandbox.old_url}/channels").json()["channels"]
+    assert {c["state"] for c in old} == {"running"}
+    assert httpx.get(f"{fresh_sandbox.new_url}/admin/access").json()["external"] is False
+    assert "ROLLBACK" in out
