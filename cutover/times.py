@@ -77,7 +77,9 @@ def parse_wall(text: str, tz: str) -> DateTime:
 
 def _date(text: str) -> date:
     year, month, day = (int(part) for part in text.split("-"))
-    if year < 1 or not 1 <= month <= 12:
+    if year < 1:
+        raise TimeProblem(f"{text} is not a date (years start at 0001)")
+    if not 1 <= month <= 12:
         raise TimeProblem(f"{text} is not a date (months run 01-12)")
     days = calendar.monthrange(year, month)[1]
     if not 1 <= day <= days:
@@ -95,9 +97,13 @@ def _clock(text: str) -> tuple[int, int, int]:
     if minute > 59 or second > 59:
         raise TimeProblem(f"{text} is not a time; minutes and seconds run 00-59")
     if hour == 24 and (minute or second):
-        raise TimeProblem(f"{text} is not a time; hour 24 is only allowed as 24:00 (the end of the day)")
+        raise TimeProblem(
+            f"{text} is not a time; hour 24 is only allowed as 24:00 (the end of the day)"
+        )
     if hour > 24:
-        raise TimeProblem(f"{text} is not a time; hours run 00-23, and 24:00 means the end of the day")
+        raise TimeProblem(
+            f"{text} is not a time; hours run 00-23, and 24:00 means the end of the day"
+        )
     return hour, minute, second
 
 
@@ -121,7 +127,9 @@ def parse_at(text: str, tz: str, anchors: Mapping[str, DateTime | None]) -> Time
             f"unknown anchor '{name}'; this runbook declares no anchors: add it under anchors:, "
             "or write a time like 2023-12-01 08:00"
         )
-    raise TimeProblem(f"unknown anchor '{name}'; " + suggest(name, sorted(anchors), "declared anchors"))
+    raise TimeProblem(
+        f"unknown anchor '{name}'; " + suggest(name, sorted(anchors), "declared anchors")
+    )
 
 
 def _offset(text: str, rest: str) -> tuple[timedelta, str | None]:
@@ -148,11 +156,15 @@ def _check_clock_form(text: str, name: str, anchor: DateTime | None, clock: str 
     # the anchor is at midnight, so anything else is a trap worth refusing.
     if clock is None or anchor is None or (anchor.hour, anchor.minute, anchor.second) == (0, 0, 0):
         return
-    hours, minutes, *_ = (int(part) for part in clock.split(":"))
-    duration = format_duration(timedelta(hours=hours, minutes=minutes))
+    hour, minute, second = _clock(clock)
+    added = anchor + timedelta(hours=hour, minutes=minute, seconds=second)
+    wanted = anchor.start_of("day") + timedelta(hours=hour, minutes=minute, seconds=second)
+    shift = wanted - anchor
+    sign = "-" if shift < timedelta(0) else "+"
     raise TimeProblem(
-        f"'{text}' adds {clock} to {name}, which is at {anchor.format('HH:mm')}, not 00:00; "
-        f"write {name}+{duration}, or set {name} to 00:00"
+        f"'{text}' means {name}+{format_duration(added - anchor)} ({show(added)}), because {name} "
+        f"is at {anchor.format('HH:mm')}, not 00:00; for {clock} that day write "
+        f"{name}{sign}{format_duration(abs(shift))}"
     )
 
 

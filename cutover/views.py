@@ -21,7 +21,7 @@ _WIDTHS = {"step": 60, "gates": 40}  # longer cells are cut, so rows stay on one
 def plan_table(plan: Plan) -> str:
     """The plan as a readable table, one row per step in execution order."""
     runbook = plan.runbook
-    rows = [_row(planned) for planned in plan.steps]
+    rows = [_row(planned, runbook.rollback) for planned in plan.steps]
     widths = [max(len(col), *(len(row[i]) for row in rows)) for i, col in enumerate(_COLUMNS)]
     lines = [f"{runbook.name}: {runbook.title}", f"time zone {runbook.timezone}"]
     if plan.anchors:
@@ -38,21 +38,24 @@ def plan_table(plan: Plan) -> str:
 
 
 def _line(cells: tuple[str, ...], widths: list[int]) -> str:
-    padded = [cell.rjust(w) if i == 0 else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths, strict=True))]
+    padded = [
+        cell.rjust(w) if i == 0 else cell.ljust(w)
+        for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+    ]
     return "  ".join(padded).rstrip()
 
 
-def _row(planned: PlannedStep) -> tuple[str, ...]:
+def _row(planned: PlannedStep, default_rollback: str | None) -> tuple[str, ...]:
     step = planned.step
     when = show(planned.at, step.at.text if step.at else None)
     return (
         str(planned.index + 1),
-        when if planned.timed else f"~{when}",
+        ("  " if planned.timed else "~ ") + when,
         planned.phase.id,
         _cut(f"{step.id}  {step.title}", _WIDTHS["step"]),
         step.owner,
         _cut(", ".join(_gate(g) for g in step.gates) or "-", _WIDTHS["gates"]),
-        _policy(step.on_failure),
+        _policy(step.on_failure, default_rollback),
     )
 
 
@@ -65,16 +68,17 @@ def _gate(gate: Gate) -> str:
     return f"{gate.check}({target})" if isinstance(target, str) else gate.check
 
 
-def _policy(on_failure: OnFailure) -> str:
-    """halt | ask | rollback [-> file] | retry 3x/5m then rollback."""
+def _policy(on_failure: OnFailure, default_rollback: str | None) -> str:
+    """halt | ask | rollback -> file | retry 3x/5m then rollback -> file."""
     policy = on_failure.policy
     if policy == "retry":
-        text = f"retry {on_failure.attempts}x/{format_duration(on_failure.delay)} then {on_failure.then}"
+        every = format_duration(on_failure.delay)
+        text = f"retry {on_failure.attempts}x/{every} then {on_failure.then}"
     else:
         text = policy
     rolls_back = "rollback" in (policy, on_failure.then if policy == "retry" else None)
-    if rolls_back and on_failure.runbook:
-        text += f" -> {on_failure.runbook}"
+    if rolls_back and (on_failure.runbook or default_rollback):
+        text += f" -> {on_failure.runbook or default_rollback}"
     return text
 
 
@@ -93,7 +97,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "anchors": {name: at.isoformat() for name, at in sorted(plan.anchors.items())},
         "start": plan.start.isoformat() if plan.steps else None,
         "end": plan.end.isoformat() if plan.steps else None,
-        "phases": [{"id": p.id, "title": p.title, "steps": [s.id for s in p.steps]} for p in runbook.phases],
+        "phases": [
+            {"id": p.id, "title": p.title, "steps": [s.id for s in p.steps]} for p in runbook.phases
+        ],
         "steps": [_step_json(planned) for planned in plan.steps],
     }
 
@@ -111,8 +117,12 @@ def _step_json(planned: PlannedStep) -> dict[str, Any]:
         "at_text": step.at.text if step.at else None,
         "timed": planned.timed,
         "after": list(step.after),
-        "action": None if action is None else {"type": action.type, "params": _params(action.params)},
-        "gates": [{"check": g.check, "title": g.title, "params": _params(g.params)} for g in step.gates],
+        "action": None
+        if action is None
+        else {"type": action.type, "params": _params(action.params)},
+        "gates": [
+            {"check": g.check, "title": g.title, "params": _params(g.params)} for g in step.gates
+        ],
         "on_failure": step.on_failure.model_dump(mode="json"),
         "notes": step.notes,
         "line": step.line,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -83,10 +83,13 @@ class Doc:
                 return self.values[path[:end]]
         return (1, 1)
 
-    def problem(self, path: DataPath, message: str, *, key: bool = False) -> Problem:
+    def problem(
+        self, path: DataPath, message: str, *, key: bool = False, shown: DataPath | None = None
+    ) -> Problem:
+        """A problem at `path`; `shown` is the path named in the text, if different."""
         line, column = self.where(path, key=key)
-        text = f"{format_path(path)}: {message}" if path else message
-        return Problem(self.file, line, column, text)
+        label = format_path(path if shown is None else shown)
+        return Problem(self.file, line, column, f"{label}: {message}" if label else message)
 
 
 class Problems:
@@ -103,6 +106,12 @@ class Problems:
             self._paths.add(path)
             self.items.append(self.doc.problem(path, message, key=key))
 
+    def missing(self, path: DataPath, message: str) -> None:
+        """A required key is absent: point at its parent and name the parent."""
+        if not self.covered(path):
+            self._paths.add(path)
+            self.items.append(self.doc.problem(path, message, shown=path[:-1]))
+
     def covered(self, path: DataPath) -> bool:
         return any(path[:end] in self._paths for end in range(len(path) + 1))
 
@@ -116,8 +125,11 @@ class Problems:
         noun: str = "key",
         owner: str = "",
     ) -> None:
-        for path, message, key in validation_problems(exc, data, model, noun=noun, owner=owner):
-            self.add(prefix + path, message, key=key)
+        for found in validation_problems(exc, data, model, noun=noun, owner=owner):
+            if found.kind == "missing":
+                self.missing(prefix + found.path, found.message)
+            else:
+                self.add(prefix + found.path, found.message, key=found.kind == "extra_forbidden")
 
     def raise_if_any(self) -> None:
         if self.items:
@@ -199,7 +211,8 @@ class _Builder:
             if key in out:
                 first = self.doc.keys[path + (key,)][0]
                 message = f"duplicate key '{key}' (first on line {first}); write each key once"
-                self.doc.problems.append(Problem(self.doc.file, *position, _at(path, key, message)))
+                label = format_path(path + (key,))
+                self.doc.problems.append(Problem(self.doc.file, *position, f"{label}: {message}"))
                 continue
             self.doc.keys[path + (key,)] = position
             out[key] = self.build(value_node, path + (key,))
@@ -211,10 +224,6 @@ class _Builder:
         if node.tag in _TEXT_TAGS or (node.tag in _NUMBER_TAGS and ":" in node.value):
             return node.value
         return self.constructor.construct_object(node)
-
-
-def _at(path: DataPath, key: str, message: str) -> str:
-    return f"{format_path(path + (key,))}: {message}"
 
 
 # --- checks that apply to every file --------------------------------------------
@@ -235,54 +244,57 @@ def plain_secrets(doc: Doc) -> list[tuple[DataPath, str]]:
     """Secret-looking keys holding text: secrets are references, never values."""
     found = []
     for path, value in walk(doc.data):
-        if not path or not isinstance(path[-1], str) or not SECRET_KEYS.match(path[-1]):
+        key = path[-1] if path else None
+        if not isinstance(key, str) or not SECRET_KEYS.match(key):
             continue
         if value is None or isinstance(value, dict | list):
             continue
-        if path[-1] == "secret" and isinstance(value, str) and _SECRET_REF.match(value):
+        if key == "secret" and isinstance(value, str) and _SECRET_REF.match(value):
             continue  # this is the reference itself: {secret: env:NAME}
-        ref = "env:NAME"
-        if isinstance(value, str) and (var := re.fullmatch(r"\$\{(\w+)(?::-.*)?\}", value)):
-            ref = f"env:{var.group(1)}"
-        found.append(
-            (path, f"a secret written in plain text; write a secret reference such as {{secret: {ref}}}")
-        )
+        var = re.fullmatch(r"\$\{(\w+)(?::-.*)?\}", value) if isinstance(value, str) else None
+        ref = f"env:{var.group(1)}" if var else "env:NAME"
+        found.append((path, f"{PLAIN_SECRET} {{secret: {ref}}}"))
     return found
 
 
+PLAIN_SECRET = "a secret written in plain text; write a secret reference such as"
+NOT_A_VARIABLE = "'{written}' is not a variable; write ${{NAME}} or ${{NAME:-default}}"
+UNSET_VARIABLE = "environment variable {name} is not set; set it, or write ${{{name}:-default}}"
 _VARIABLE = re.compile(r"\$\$|\$\{(?P<body>[^}]*)\}|\$\{")
 _BODY = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?$")
 
 
 def expand_env(doc: Doc, environ: Mapping[str, str]) -> list[tuple[DataPath, str]]:
-    """Replace ${VAR} and ${VAR:-default} in every string value ($$ is a literal $)."""
+    """Replace ${VAR} and ${VAR:-default} in every string value ($$ is a literal $).
+
+    As in a shell, the default also applies when the variable is set but empty.
+    """
     found: list[tuple[DataPath, str]] = []
 
-    def expand(value: str, path: DataPath) -> str:
+    def expand(text: str, path: DataPath) -> str:
         def one(match: re.Match[str]) -> str:
-            if match.group(0) == "$$":
+            written, body = match.group(0), match.group("body")
+            parsed = _BODY.match(body) if body is not None else None
+            if written == "$$":
                 return "$"
-            body = _BODY.match(match.group("body") or "")
-            if match.group("body") is None or body is None:
-                found.append((path, f"'{match.group(0)}' is not a variable; write ${{NAME}} or ${{NAME:-default}}"))
-                return match.group(0)
-            name, default = body.group("name"), body.group("default")
-            if environ.get(name):
+            if parsed is None:
+                found.append((path, NOT_A_VARIABLE.format(written=written)))
+                return written
+            name, default = parsed.group("name", "default")
+            if environ.get(name) or (name in environ and default is None):
                 return environ[name]
             if default is not None:
                 return default
-            if name in environ:
-                return ""
-            found.append((path, f"environment variable {name} is not set; set it, or write ${{{name}:-default}}"))
-            return match.group(0)
+            found.append((path, UNSET_VARIABLE.format(name=name)))
+            return written
 
-        return _VARIABLE.sub(one, value)
+        return _VARIABLE.sub(one, text)
 
     doc.data = _map_strings(doc.data, (), expand)
     return found
 
 
-def _map_strings(data: Any, path: DataPath, fn: Any) -> Any:
+def _map_strings(data: Any, path: DataPath, fn: Callable[[str, DataPath], str]) -> Any:
     if isinstance(data, dict):
         return {k: _map_strings(v, path + (k,), fn) for k, v in data.items()}
     if isinstance(data, list):
@@ -293,27 +305,41 @@ def _map_strings(data: Any, path: DataPath, fn: Any) -> Any:
 # --- pydantic errors -> problem lines -------------------------------------------
 
 
+@dataclass(frozen=True)
+class Found:
+    """One place a ValidationError complains about, with one message for it."""
+
+    path: DataPath
+    kind: str  # pydantic's error type of the first error there
+    message: str
+
+
 def validation_problems(
     exc: ValidationError, data: Any, model: type[BaseModel], *, noun: str = "key", owner: str = ""
-) -> list[tuple[DataPath, str, bool]]:
-    """(path, message, points-at-key) per distinct path of a ValidationError.
+) -> list[Found]:
+    """One Found per distinct path of a ValidationError.
 
     A union yields one error per member at the same place; they become one line.
+    A misspelt required key yields "missing" and "unknown"; only the unknown key,
+    which says "did you mean", is kept.
     """
-    grouped: dict[DataPath, list[str]] = {}
-    keyed: set[DataPath] = set()
-    for error in exc.errors(include_url=False):
-        path = data_loc(data, error["loc"])
+    grouped: dict[DataPath, tuple[str, list[str]]] = {}
+    errors = [(data_loc(data, e["loc"], e["type"]), e) for e in exc.errors(include_url=False)]
+    for path, error in errors:
         message = _message(error, path, model, noun, owner)
-        messages = grouped.setdefault(path, [])
+        kind, messages = grouped.setdefault(path, (error["type"], []))
         if message not in messages:
             messages.append(message)
+    for path, error in errors:
         if error["type"] == "extra_forbidden":
-            keyed.add(path)
-    return [(path, " or ".join(msgs), path in keyed) for path, msgs in grouped.items()]
+            near = closest(str(path[-1]), fields_at(model, path[:-1]))
+            twin = path[:-1] + (near,) if near else None
+            if twin in grouped and grouped[twin][0] == "missing":
+                del grouped[twin]
+    return [Found(path, kind, " or ".join(msgs)) for path, (kind, msgs) in grouped.items()]
 
 
-def data_loc(data: Any, loc: tuple[str | int, ...]) -> DataPath:
+def data_loc(data: Any, loc: tuple[str | int, ...], kind: str = "") -> DataPath:
     """Drop the parts of a pydantic loc that are not in the data (union member tags)."""
     path: list[str | int] = []
     for i, part in enumerate(loc):
@@ -323,7 +349,7 @@ def data_loc(data: Any, loc: tuple[str | int, ...]) -> DataPath:
         if present:
             data = data[part]
             path.append(part)
-        elif i == len(loc) - 1:
+        elif i == len(loc) - 1 and kind in ("missing", "extra_forbidden"):
             path.append(part)  # the missing or unknown key itself
     return tuple(path)
 
@@ -354,7 +380,7 @@ def fields_at(model: type[BaseModel], path: DataPath) -> list[str]:
         annotation = _step_into(annotation, part)
         if annotation is None:
             return []
-    target = _model_in(annotation)
+    target = model_in(annotation)
     if target is None:
         return []
     return [f.alias or n for n, f in target.model_fields.items() if n not in INTERNAL_FIELDS]
@@ -383,7 +409,8 @@ def _step_into(annotation: Any, part: str | int) -> Any:
     return None
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `list[Table] | None`, if any."""
     for member in _members(annotation):
         if isinstance(member, type) and issubclass(member, BaseModel):
             return member

@@ -48,8 +48,11 @@ def _config_ports(path: Path) -> dict[str, int]:
     text = _VAR.sub(lambda m: os.environ.get(m[1], m[2] or ""), path.read_text(encoding="utf-8"))
     targets = (yaml.safe_load(text) or {}).get("targets", {})
     found: dict[str, int] = {}
-    for server, target, facet in (("old", "old-system", "http"), ("new", "new-system", "http"),
-                                  ("hub", "notify-hub", "notify")):  # fmt: skip
+    for server, target, facet in (
+        ("old", "old-system", "http"),
+        ("new", "new-system", "http"),
+        ("hub", "notify-hub", "notify"),
+    ):
         match = _PORT.search(str(targets.get(target, {}).get(facet, {}).get("url", "")))
         if match:
             found[server] = int(match[1])
@@ -100,11 +103,16 @@ def up(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        info = {"pid": os.getpid(), "ports": sandbox.ports(), "dir": str(sandbox.dir),
-                "urls": {"old": sandbox.old_url, "new": sandbox.new_url, "hub": sandbox.hub_url},
-                "profile": str(sandbox.profile_path), "faults": sandbox.faults.names(),
-                "timings": sandbox.timings,
-                "started_at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+        info = {
+            "pid": os.getpid(),
+            "ports": sandbox.ports(),
+            "dir": str(sandbox.dir),
+            "urls": {"old": sandbox.old_url, "new": sandbox.new_url, "hub": sandbox.hub_url},
+            "profile": str(sandbox.profile_path),
+            "faults": sandbox.faults.names(),
+            "timings": sandbox.timings,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         tmp = ready.with_name("ready.json.tmp")
         tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
         tmp.replace(ready)
@@ -127,10 +135,15 @@ def _announce(sandbox: Sandbox) -> None:
         f"ftp   ftp://cutover@127.0.0.1:{sandbox.ftp_port}  password in {sandbox.dir}/ftp_password",
     ]
     timings = sandbox.timings
-    data = f"data built in {timings['generate_s'] + timings['write_s']:.2f} s, " if (
-        "generate_s" in timings) else "data reused, "  # fmt: skip
-    lines.append(f"ready {data}started in {timings['start_s']:.2f} s; profile "
-                 f"{sandbox.profile_path}; pid {os.getpid()}")  # fmt: skip
+    data = (
+        f"data built in {timings['generate_s'] + timings['write_s']:.2f} s, "
+        if ("generate_s" in timings)
+        else "data reused, "
+    )
+    lines.append(
+        f"ready {data}started in {timings['start_s']:.2f} s; profile "
+        f"{sandbox.profile_path}; pid {os.getpid()}"
+    )
     print("\n".join(lines), flush=True)
 
 
@@ -158,11 +171,19 @@ def main(argv: list[str] | None = None) -> int:
     start = commands.add_parser("up", help="run the sandbox until SIGTERM/SIGINT")
     start.add_argument("--dir", default=".sandbox", help="state directory (default .sandbox)")
     start.add_argument("--scale", type=float, default=1.0, help="data volume factor (default 1)")
-    start.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                       help="fault to start with, e.g. old:refuse-stop:core (repeatable)")
-    start.add_argument("--ports", type=_parse_ports, metavar="NAME=PORT,...",
-                       help="override ports; defaults " +
-                       ",".join(f"{k}={v}" for k, v in DEFAULT_PORTS.items()))  # fmt: skip
+    start.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="fault to start with, e.g. old:refuse-stop:core (repeatable)",
+    )
+    start.add_argument(
+        "--ports",
+        type=_parse_ports,
+        metavar="NAME=PORT,...",
+        help="override ports; defaults " + ",".join(f"{k}={v}" for k, v in DEFAULT_PORTS.items()),
+    )
     start.add_argument("--config", help="take the ports from this sandbox profile")
     start.add_argument("--reset", action="store_true", help="rebuild data and empty the drop")
     stop = commands.add_parser("down", help="stop the sandbox running in --dir")

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 GROUPS: dict[str, tuple[str, ...]] = {
     "core": ("core",),
     "counter": (
-        "counter-pension", "counter-unemployment", "counter-work-injury", "counter-resident",
-    ),  # fmt: skip
+        "counter-pension",
+        "counter-unemployment",
+        "counter-work-injury",
+        "counter-resident",
+    ),
     "online": ("online-hall", "nearby-service", "app-citizen", "app-employer"),
     "interface": ("external-interfaces", "hr-tax-platform"),
     "jobs": ("job-statistics", "job-qualification", "job-card-extraction"),

@@ -19,16 +19,23 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-CITIES: tuple[str, ...] = (
-    "Taiyuan", "Datong", "Yangquan", "Changzhi", "Jincheng", "Shuozhou",
-    "Jinzhong", "Yuncheng", "Xinzhou", "Linfen", "Lvliang",
-)  # fmt: skip
+CITIES: tuple[str, ...] = tuple(
+    "Taiyuan Datong Yangquan Changzhi Jincheng Shuozhou Jinzhong Yuncheng Xinzhou "
+    "Linfen Lvliang".split()
+)
 INSURANCE_TYPES: tuple[str, ...] = (
-    "enterprise_pension", "public_pension", "urban_rural_resident", "unemployment", "work_injury",
-)  # fmt: skip
+    "enterprise_pension",
+    "public_pension",
+    "urban_rural_resident",
+    "unemployment",
+    "work_injury",
+)
 DATA_FAULTS: tuple[str, ...] = (
-    "unpaid-benefits", "open-reviews", "missing-collection-plan", "in-flight",
-)  # fmt: skip
+    "unpaid-benefits",
+    "open-reviews",
+    "missing-collection-plan",
+    "in-flight",
+)
 PLAN_PERIOD = "2023-11"
 CONTRIBUTION_PERIODS = ("2023-05", "2023-06", "2023-07", "2023-08", "2023-09", "2023-10")
 
@@ -54,18 +61,24 @@ CREATE TABLE job_output (id INTEGER PRIMARY KEY, job TEXT NOT NULL, run_at TEXT 
     rows INTEGER NOT NULL);
 """
 TABLES: tuple[str, ...] = (
-    "offices", "persons", "contributions", "benefit_payments", "pending_reviews",
-    "collection_plans", "transactions", "job_output",
-)  # fmt: skip
+    "offices",
+    "persons",
+    "contributions",
+    "benefit_payments",
+    "pending_reviews",
+    "collection_plans",
+    "transactions",
+    "job_output",
+)
 
-_SURNAMES = (
-    "Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Zhao", "Huang", "Zhou", "Wu", "Xu", "Sun",
-    "Hu", "Zhu", "Gao", "Lin", "He", "Guo", "Ma", "Luo", "Han", "Qiao", "Dong", "Xue",
-)  # fmt: skip
-_SYLLABLES = (
-    "an", "bo", "chen", "dai", "fang", "gui", "hao", "jia", "kun", "lan", "min", "nuo", "pei",
-    "qin", "rui", "shu", "tao", "wen", "xiu", "yao", "zhen", "ying", "lei", "ning", "quan",
-)  # fmt: skip
+_SURNAMES = tuple(
+    "Wang Li Zhang Liu Chen Yang Zhao Huang Zhou Wu Xu Sun Hu Zhu Gao Lin He Guo Ma "
+    "Luo Han Qiao Dong Xue".split()
+)
+_SYLLABLES = tuple(
+    "an bo chen dai fang gui hao jia kun lan min nuo pei qin rui shu tao wen xiu yao "
+    "zhen ying lei ning quan".split()
+)
 _REVIEW_KINDS = ("qualification", "benefit_change", "transfer", "survivor_claim")
 
 
@@ -132,24 +145,33 @@ def generate(scale: float = 1.0, seed: int = 20231118) -> Dataset:
         pid = rng.randrange(1, persons + 1)
         city = rows["persons"][pid - 1][3]
         office = rng.choice(offices_by_city[city])
-        rows["pending_reviews"].append(
-            (rid, pid, rng.choice(_REVIEW_KINDS), "done", office, city)
-        )
+        rows["pending_reviews"].append((rid, pid, rng.choice(_REVIEW_KINDS), "done", office, city))
     for office_id, city, _ in rows["offices"]:
         for period in ("2023-10", PLAN_PERIOD):
             for kind in INSURANCE_TYPES:
                 day = "2023-10-05" if period == "2023-10" else f"2023-11-{rng.randrange(1, 17):02d}"
                 rows["collection_plans"].append(
-                    (len(rows["collection_plans"]) + 1, office_id, city, kind, period,
-                     f"{day}T09:{rng.randrange(60):02d}:00+08:00")
-                )  # fmt: skip
+                    (
+                        len(rows["collection_plans"]) + 1,
+                        office_id,
+                        city,
+                        kind,
+                        period,
+                        f"{day}T09:{rng.randrange(60):02d}:00+08:00",
+                    )
+                )
     for tid in range(1, max(10, int(200 * scale)) + 1):
         channel = rng.choice(("counter-pension", "online-hall", "app-citizen", "nearby-service"))
         rows["transactions"].append(
-            (tid, channel, rng.choice(("collection", "account", "benefit", "query")),
-             rng.randrange(1, persons + 1), "done",
-             f"2023-11-{rng.randrange(1, 18):02d}T{rng.randrange(8, 18):02d}:00:00+08:00")
-        )  # fmt: skip
+            (
+                tid,
+                channel,
+                rng.choice(("collection", "account", "benefit", "query")),
+                rng.randrange(1, persons + 1),
+                "done",
+                f"2023-11-{rng.randrange(1, 18):02d}T{rng.randrange(8, 18):02d}:00:00+08:00",
+            )
+        )
     for job_id, job in enumerate(("job-statistics", "job-qualification", "job-card-extraction")):
         rows["job_output"].append((job_id + 1, job, "2023-11-17T02:00:00+08:00", persons))
     return Dataset(rows)

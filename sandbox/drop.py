@@ -75,8 +75,10 @@ class _Sftp(SFTPServerInterface):
         if real is None:
             return SFTP_PERMISSION_DENIED
         try:
-            return [SFTPAttributes.from_stat(os.stat(os.path.join(real, n)), n)
-                    for n in sorted(os.listdir(real))]  # fmt: skip
+            return [
+                SFTPAttributes.from_stat(os.stat(os.path.join(real, n)), n)
+                for n in sorted(os.listdir(real))
+            ]
         except OSError as exc:
             return SFTPServer.convert_errno(exc.errno)
 
@@ -182,9 +184,13 @@ class _Session(paramiko.ServerInterface):
     def _exec(self, channel: paramiko.Channel, command: str) -> None:
         try:
             done = subprocess.run(
-                ["/bin/sh", "-c", command], cwd=self._workdir, capture_output=True,
-                stdin=subprocess.DEVNULL, timeout=120, check=False,
-            )  # fmt: skip
+                ["/bin/sh", "-c", command],
+                cwd=self._workdir,
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                timeout=120,
+                check=False,
+            )
             status, out, err = done.returncode, done.stdout, done.stderr
         except subprocess.TimeoutExpired:
             status, out, err = 124, b"", b"sandbox: command timed out after 120 s\n"
@@ -199,8 +205,16 @@ class _Session(paramiko.ServerInterface):
 class SshServer:
     """SSH on 127.0.0.1: one paramiko Transport per client connection."""
 
-    def __init__(self, *, workdir: Path, drop: Path, host_key: paramiko.PKey,
-                 client_key: paramiko.PKey, on_change: OnChange, port: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        drop: Path,
+        host_key: paramiko.PKey,
+        client_key: paramiko.PKey,
+        on_change: OnChange,
+        port: int = 0,
+    ) -> None:
         self._workdir, self._drop = workdir, drop
         self._host_key, self._client_key = host_key, client_key
         self._on_change = on_change
@@ -261,6 +275,7 @@ class FtpServer:
 
         class _Handler(FTPHandler):
             banner = "cutover sandbox drop"
+            auth_failed_timeout = 0.2  # pyftpdlib waits 3 s after a bad password
 
             def on_file_received(self, file: str) -> None:
                 on_change(file)

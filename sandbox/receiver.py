@@ -60,7 +60,9 @@ def _load(conn: sqlite3.Connection, table: str, header: list[str], records: list
     """Replace one table; columns whose values are all integers are stored as integers."""
     integer = [all(not r[i] or _INTEGER.match(r[i]) for r in records) for i in range(len(header))]
     conn.execute(f'DROP TABLE IF EXISTS "{table}"')
-    columns = ", ".join(f'"{c}" {"INTEGER" if i else "TEXT"}' for c, i in zip(header, integer, strict=True))
+    columns = ", ".join(
+        f'"{c}" {"INTEGER" if i else "TEXT"}' for c, i in zip(header, integer, strict=True)
+    )
     conn.execute(f'CREATE TABLE "{table}" ({columns})')
     converted = [
         tuple((int(v) if v else None) if integer[i] else v for i, v in enumerate(r))
@@ -131,8 +133,12 @@ class Receiver:
 
     def _check_table(self, batch_dir: Path, entry: dict) -> tuple[dict, list[str], tuple | None]:
         name, file = str(entry.get("name", "")), str(entry.get("file", ""))
-        report = {"name": name, "rows_expected": entry.get("rows"), "rows_received": 0,
-                  "sha256_ok": False}  # fmt: skip
+        report = {
+            "name": name,
+            "rows_expected": entry.get("rows"),
+            "rows_received": 0,
+            "sha256_ok": False,
+        }
         path = batch_dir / file
         if not _NAME.match(name) or "/" in file or file.startswith(".") or not path.is_file():
             return report, [f"{name or '?'}: file {file!r} is missing or not allowed"], None
@@ -159,8 +165,10 @@ class Receiver:
             tables[0]["rows_received"] += 1  # the fault: one table reported off by one
         for report in tables:
             if report["rows_expected"] != report["rows_received"]:
-                problems.append(f"{report['name']}: {report['rows_received']} rows received, "
-                                f"manifest says {report['rows_expected']}")  # fmt: skip
+                problems.append(
+                    f"{report['name']}: {report['rows_received']} rows received, "
+                    f"manifest says {report['rows_expected']}"
+                )
             if not report["sha256_ok"]:
                 problems.append(f"{report['name']}: SHA-256 does not match the manifest")
         if self.faults.active("receiver:reject"):
@@ -173,9 +181,14 @@ class Receiver:
         if status == "accepted":
             self._store(batch, loads)
             self._backup(batch_dir, outbox)
-        ack = {"batch": batch, "status": status, "tables": tables, "problems": problems,
-               "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
-               "manifest_sha256": digest}  # fmt: skip
+        ack = {
+            "batch": batch,
+            "status": status,
+            "tables": tables,
+            "problems": problems,
+            "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "manifest_sha256": digest,
+        }
         _atomic_write(outbox / "ack.json", json.dumps(ack, indent=2).encode())
         return ack
 
@@ -184,13 +197,18 @@ class Receiver:
         conn = sqlite3.connect(self.db_path, timeout=10, isolation_level=None)
         try:
             conn.execute("BEGIN")
-            conn.execute("CREATE TABLE IF NOT EXISTS receipts (id INTEGER PRIMARY KEY, "
-                         "batch TEXT, table_name TEXT, rows INTEGER, received_at TEXT)")  # fmt: skip
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS receipts (id INTEGER PRIMARY KEY, "
+                "batch TEXT, table_name TEXT, rows INTEGER, received_at TEXT)"
+            )
             now = datetime.now(UTC).isoformat(timespec="seconds")
             for name, header, records in loads:
                 _load(conn, name, header, records)
-                conn.execute("INSERT INTO receipts (batch, table_name, rows, received_at) "
-                             "VALUES (?, ?, ?, ?)", (batch, name, len(records), now))  # fmt: skip
+                conn.execute(
+                    "INSERT INTO receipts (batch, table_name, rows, received_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (batch, name, len(records), now),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

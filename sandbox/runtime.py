@@ -25,8 +25,13 @@ from sandbox.receiver import Receiver
 from sandbox.systems import HubService, SystemService
 from sandbox.web import BackgroundServer, Router
 
-DEFAULT_PORTS: dict[str, int] = {"old": 18401, "new": 18402, "hub": 18403, "sftp": 18422,
-                                 "ftp": 18421}  # fmt: skip
+DEFAULT_PORTS: dict[str, int] = {
+    "old": 18401,
+    "new": 18402,
+    "hub": 18403,
+    "sftp": 18422,
+    "ftp": 18421,
+}
 SERVERS = tuple(DEFAULT_PORTS)
 
 
@@ -92,15 +97,23 @@ class Sandbox:
         return self.dir / "drop"
 
     def ports(self) -> dict[str, int]:
-        return {**{n: s.port for n, s in self._http.items()}, "sftp": self.sftp_port,
-                "ftp": self.ftp_port}  # fmt: skip
+        return {
+            **{n: s.port for n, s in self._http.items()},
+            "sftp": self.sftp_port,
+            "ftp": self.ftp_port,
+        }
 
     # --- life cycle -----------------------------------------------------------------------
 
     def _prepare_data(self) -> None:
-        """Build the databases unless ones built the same way (scale, data faults) exist."""
-        data_faults = tuple(sorted(s.split(":", 1)[1] for s in self.options.faults
-                                   if s.startswith("data:")))  # fmt: skip
+        """Build the databases unless ones built the same way (scale, data faults) exist.
+
+        A rebuild also empties the drop and the receiver's database: an ack for a
+        batch of the old data would otherwise answer for the new data.
+        """
+        data_faults = tuple(
+            sorted(s.split(":", 1)[1] for s in self.options.faults if s.startswith("data:"))
+        )
         stamp_path = self.dir / "data.json"
         wanted = {"scale": self.options.scale, "data_faults": list(data_faults)}
         try:
@@ -130,19 +143,30 @@ class Sandbox:
         self.faults.subscribe(self._on_fault)
         ports = {**dict.fromkeys(SERVERS, 0), **self.options.ports}
         for name in ("old", "new"):
-            system = SystemService(name, self.dir / f"{name}.db", self.faults, running=name == "old")
+            system = SystemService(
+                name, self.dir / f"{name}.db", self.faults, running=name == "old"
+            )
             self.systems[name] = system
-            self._http[name] = BackgroundServer(name, Router(system.routes(), system.record),
-                                                ports[name])  # fmt: skip
+            self._http[name] = BackgroundServer(
+                name, Router(system.routes(), system.record), ports[name]
+            )
         self._http["hub"] = BackgroundServer("hub", Router(self.hub.routes()), ports["hub"])
         self._receiver = Receiver(self.drop, self.dir / "receiver.db", self.faults)
         host_key = ensure_ed25519(self.dir / "ssh_host_key")
         self._ssh = SshServer(
-            workdir=self.dir, drop=self.drop, host_key=host_key, port=ports["sftp"],
-            client_key=ensure_ed25519(self.dir / "client_key"), on_change=self._receiver.kick,
-        )  # fmt: skip
-        self._ftp = FtpServer(drop=self.drop, password=ensure_password(self.dir / "ftp_password"),
-                              on_change=self._receiver.kick, port=ports["ftp"])  # fmt: skip
+            workdir=self.dir,
+            drop=self.drop,
+            host_key=host_key,
+            port=ports["sftp"],
+            client_key=ensure_ed25519(self.dir / "client_key"),
+            on_change=self._receiver.kick,
+        )
+        self._ftp = FtpServer(
+            drop=self.drop,
+            password=ensure_password(self.dir / "ftp_password"),
+            on_change=self._receiver.kick,
+            port=ports["ftp"],
+        )
         write_known_hosts(self.dir / "known_hosts", self._ssh.port, host_key)
         for server in self._all_servers():
             server.start()
@@ -186,8 +210,13 @@ class Sandbox:
     def profile(self) -> dict:
         """The environment profile for this sandbox, with its real ports and paths."""
         d = self.dir
-        ssh = {"host": "127.0.0.1", "port": self.sftp_port, "username": "cutover",
-               "known_hosts": str(d / "known_hosts"), "key_file": str(d / "client_key")}  # fmt: skip
+        ssh = {
+            "host": "127.0.0.1",
+            "port": self.sftp_port,
+            "username": "cutover",
+            "known_hosts": str(d / "known_hosts"),
+            "key_file": str(d / "client_key"),
+        }
         return {
             "name": "sandbox",
             "description": f"Embedded sandbox in {d}",
@@ -205,24 +234,37 @@ class Sandbox:
                     "database": {"url": f"sqlite:///{d}/new.db"},
                     "ssh": {**ssh, "root": str(d)},
                 },
-                "tax-drop": {"description": "SFTP drop shared with the tax bureau",
-                             "sftp": {**ssh, "root": "/"}},  # fmt: skip
+                "tax-drop": {
+                    "description": "SFTP drop shared with the tax bureau",
+                    "sftp": {**ssh, "root": "/"},
+                },
                 "tax-ftp": {
                     "description": "FTP view of the same drop",
-                    "ftp": {"host": "127.0.0.1", "port": self.ftp_port, "username": "cutover",
-                            "password": {"secret": f"file:{d}/ftp_password"}, "root": "/"},
-                },  # fmt: skip
-                "notify-hub": {"description": "Notification hub",
-                               "notify": {"url": self.hub_url}, "http": {"url": self.hub_url}},
-                "receiver-db": {"description": "The tax bureau's database, loaded by its agent",
-                                "database": {"url": f"sqlite:///{d}/receiver.db"}},
-            },  # fmt: skip
+                    "ftp": {
+                        "host": "127.0.0.1",
+                        "port": self.ftp_port,
+                        "username": "cutover",
+                        "password": {"secret": f"file:{d}/ftp_password"},
+                        "root": "/",
+                    },
+                },
+                "notify-hub": {
+                    "description": "Notification hub",
+                    "notify": {"url": self.hub_url},
+                    "http": {"url": self.hub_url},
+                },
+                "receiver-db": {
+                    "description": "The tax bureau's database, loaded by its agent",
+                    "database": {"url": f"sqlite:///{d}/receiver.db"},
+                },
+            },
         }
 
     def write_profile(self) -> Path:
         text = yaml.safe_dump(self.profile(), sort_keys=False)
         tmp = self.profile_path.with_name("profile.yaml.tmp")
-        tmp.write_text(f"# Written by the sandbox at start-up; ports change per run.\n{text}",
-                       encoding="utf-8")  # fmt: skip
+        tmp.write_text(
+            f"# Written by the sandbox at start-up; ports change per run.\n{text}", encoding="utf-8"
+        )
         tmp.replace(self.profile_path)
         return self.profile_path

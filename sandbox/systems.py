@@ -88,15 +88,21 @@ class SystemService:
         ]
 
     def record(self, request: Request, response: Response) -> None:
-        """Audit every admin call (anything but GET and the test-only `/_` routes)."""
-        if request.method in ("GET", "HEAD") or request.path.startswith("/_"):
+        """Audit every admin call: any write except business traffic (`/business`) and
+        the test-only `/_` routes, so a test can prove what a step did, and did not do."""
+        if request.method in ("GET", "HEAD") or request.path.startswith(("/_", "/business")):
             return
         try:
             body = request.json()
         except ValueError:
             body = request.body.decode(errors="replace")
-        entry = {"method": request.method, "path": request.path, "body": body,
-                 "status": response.status, "at": _now()}  # fmt: skip
+        entry = {
+            "method": request.method,
+            "path": request.path,
+            "body": body,
+            "status": response.status,
+            "at": _now(),
+        }
         with self._lock:
             self._audit.append(entry)
 
@@ -132,8 +138,14 @@ class SystemService:
             status = "down"
         elif self._fault("health-fail") or database != "ok":
             status = "degraded"
-        body = {"system": self.name, "status": status, "version": self._version["version"],
-                "database": database, "core": core, "frozen": frozen}  # fmt: skip
+        body = {
+            "system": self.name,
+            "status": status,
+            "version": self._version["version"],
+            "database": database,
+            "core": core,
+            "frozen": frozen,
+        }
         return Response(200 if status == "ok" else 503, body)
 
     def version(self, _request: Request) -> Response:
@@ -238,9 +250,10 @@ class SystemService:
             conn.close()
         run_at = _now()
         self._write(
-            "job_output", "INSERT INTO job_output (job, run_at, rows) VALUES (?, ?, ?)",
+            "job_output",
+            "INSERT INTO job_output (job, run_at, rows) VALUES (?, ?, ?)",
             (name, run_at, rows),
-        )  # fmt: skip
+        )
         return {"job": name, "run_at": run_at, "rows": rows}
 
     def run_job_route(self, request: Request) -> Response:
@@ -256,7 +269,9 @@ class SystemService:
         return {"active": True, **notice}
 
     def get_notice(self, _request: Request) -> Response:
-        return Response(200, self._notice_body())
+        """404 when no notice is published: the notice is a resource that comes and goes."""
+        body = self._notice_body()
+        return Response(200 if body["active"] else 404, body)
 
     def put_notice(self, request: Request) -> Response:
         body = request.json()
@@ -297,8 +312,11 @@ class SystemService:
     def _accounts(self) -> dict:
         with self._lock:
             frozen = set(self._frozen_cities)
-        return {"accounts": [{"city": c, "users": ACCOUNTS_PER_CITY, "frozen": c in frozen}
-                             for c in CITIES]}  # fmt: skip
+        return {
+            "accounts": [
+                {"city": c, "users": ACCOUNTS_PER_CITY, "frozen": c in frozen} for c in CITIES
+            ]
+        }
 
     def get_accounts(self, _request: Request) -> Response:
         return Response(200, self._accounts())
@@ -352,9 +370,13 @@ class HubService:
     def notify(self, request: Request) -> Response:
         body = request.json()
         to = body["to"]
-        message = {"to": [to] if isinstance(to, str) else list(to),
-                   "subject": str(body["subject"]), "body": str(body.get("body", "")),
-                   "channel": str(body.get("channel", "im")), "at": _now()}  # fmt: skip
+        message = {
+            "to": [to] if isinstance(to, str) else list(to),
+            "subject": str(body["subject"]),
+            "body": str(body.get("body", "")),
+            "channel": str(body.get("channel", "im")),
+            "at": _now(),
+        }
         with self._lock:
             message["id"] = len(self._messages) + 1
             self._messages.append(message)

@@ -62,7 +62,9 @@ Route = tuple[str, str, Handler]
 
 
 class Router:
-    def __init__(self, routes: list[Route], hook: Callable[[Request, Response], None] | None = None):
+    def __init__(
+        self, routes: list[Route], hook: Callable[[Request, Response], None] | None = None
+    ):
         self._routes = [(m, re.compile(f"^{p}$"), h) for m, p, h in routes]
         self._hook = hook
 
@@ -134,9 +136,11 @@ class BackgroundServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(router, name))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"sandbox-{name}", daemon=True,
-        )  # fmt: skip
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sandbox-{name}",
+            daemon=True,
+        )
 
     @property
     def port(self) -> int:

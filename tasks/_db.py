@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -173,7 +173,7 @@ def select_sql(conn: Connection, table: str, where: str | None = None) -> str:
 def run_sql(conn: Connection, sql: str) -> Any:
     """Execute runbook-written SQL verbatim: no bind-parameter parsing, so `%` and
     `'10:00'` inside literals mean what they say on every driver."""
-    return conn.execution_options(no_parameters=True).exec_driver_sql(sql)
+    return conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
 
 
 def count_rows(conn: Connection, table: str, where: str | None = None) -> int:
@@ -183,8 +183,8 @@ def count_rows(conn: Connection, table: str, where: str | None = None) -> int:
 
 def stream_rows(conn: Connection, sql: str) -> Iterator[Sequence[Sequence[Any]]]:
     """Batches of rows through a server-side cursor (stream_results)."""
-    result = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS,
-                                    no_parameters=True).exec_driver_sql(sql)
+    result = conn.exec_driver_sql(sql, execution_options={
+        "stream_results": True, "yield_per": CHUNK_ROWS, "no_parameters": True})
     yield from result.partitions()
 
 
@@ -213,8 +213,6 @@ def text_value(value: Any) -> str | None:
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
         return "\\x" + bytes(value).hex()
-    if isinstance(value, timedelta):
-        return str(value)
     return str(value)
 
 
@@ -289,8 +287,15 @@ def copy_out(conn: Connection, table: str, where: str | None, sink: Sink) -> int
         with raw.cursor() as cur:
             with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true, "
                           "ENCODING 'UTF8')") as copy:
+                # libpq hands over one row at a time: batch them so hashing and
+                # writing happen per megabyte, not per row.
+                buffer = bytearray()
                 for chunk in copy:
-                    sink.write(chunk)
+                    buffer += chunk
+                    if len(buffer) >= 1 << 20:
+                        sink.write(buffer)
+                        buffer.clear()
+                sink.write(buffer)
             return cur.rowcount
     sink.write(csv_line(columns(conn, table)).encode("utf-8"))
     rows = 0

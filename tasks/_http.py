@@ -9,6 +9,7 @@ a transport failure is a `ConnectError`, anything else httpx raises is a
 from __future__ import annotations
 
 import json as jsonlib
+import ssl
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -111,11 +112,18 @@ def api(
     """An `Api` on `target`'s `facet` endpoint, with its bearer token when one is set."""
     ep = endpoint(ctx, target, facet)
     all_headers = dict(headers or {})
-    token = ctx.secret(ep.token)
+    try:
+        token = ctx.secret(ep.token)
+    except KeyError as exc:  # SecretRef says which variable or file is missing
+        raise StepError(f"{target}: {exc.args[0]}") from exc
     if token:
         all_headers["Authorization"] = f"Bearer {token}"
+    # httpx 0.28 deprecates a CA bundle path for `verify`; it wants an SSL context.
+    verify = (
+        ssl.create_default_context(cafile=ep.verify) if isinstance(ep.verify, str) else ep.verify
+    )
     with httpx.Client(
-        base_url=ep.url, timeout=ep.timeout, verify=ep.verify, headers=all_headers
+        base_url=ep.url, timeout=ep.timeout, verify=verify, headers=all_headers
     ) as client:
         yield Api(client, target)
 

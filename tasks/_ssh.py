@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 import paramiko
 
@@ -45,16 +45,19 @@ class UnknownHostKey(paramiko.SSHException):
 class RefuseUnknownHosts(paramiko.RejectPolicy):
     """RejectPolicy that keeps what was offered, so the error can show the fingerprint."""
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey):
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> NoReturn:
         raise UnknownHostKey(hostname, key)
 
 
-def local_path(ctx: StepContext, value: str) -> Path:
-    """A path from the profile: relative paths are relative to the profile's file."""
-    path = Path(value).expanduser()
-    if not path.is_absolute() and ctx.profile.source is not None:
-        path = Path(ctx.profile.source).parent / path
-    return path
+def local_path(value: str) -> Path:
+    """A key or known_hosts path from the profile.
+
+    Relative paths are taken from the working directory, like the profile's
+    sqlite URLs, `file:` secrets and workdir (config/sandbox.yaml relies on it).
+    """
+    return Path(value).expanduser()
 
 
 def endpoint(ctx: StepContext, target: str, facet: Facet) -> SshEndpoint:
@@ -85,21 +88,25 @@ def connect(ctx: StepContext, target: str, facet: Facet = "ssh") -> Iterator[par
     """An authenticated SSHClient to `target`, its host key checked against known_hosts."""
     ep = endpoint(ctx, target, facet)
     where = f"ssh {ep.username}@{ep.host}:{ep.port} ({target})"
-    known_hosts = local_path(ctx, ep.known_hosts)
+    known_hosts = local_path(ep.known_hosts)
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(RefuseUnknownHosts())
     try:
         client.load_host_keys(str(known_hosts))
     except OSError as exc:
         raise ConnectError(f"{where}: cannot read known_hosts {known_hosts}: {exc}") from exc
-    key_file = str(local_path(ctx, ep.key_file)) if ep.key_file else None
+    key_file = str(local_path(ep.key_file)) if ep.key_file else None
+    try:
+        password = ctx.secret(ep.password)
+    except KeyError as exc:  # SecretRef says which variable or file is missing
+        raise StepError(f"{where}: {exc.args[0]}") from exc
     try:
         client.connect(
             ep.host,
             port=ep.port,
             username=ep.username,
             key_filename=key_file,
-            password=ctx.secret(ep.password),
+            password=password,
             timeout=ep.timeout,
             banner_timeout=ep.timeout,
             auth_timeout=ep.timeout,

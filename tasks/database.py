@@ -110,16 +110,17 @@ def freeze(params: Freeze, ctx: StepContext) -> Evidence:
                 created = _db.freeze_table(conn, table)
                 (frozen if created else already).append(table)
             conn.commit()
-        refused = _db.probe_writes(db, tables)
+        errors = _db.probe_writes(db, tables)
+    refused = {t: m for t, m in errors.items() if _db.FREEZE_MARK in m}
+    not_refused = {t: errors[t] or "the write went through" for t in tables if t not in refused}
     evidence = {"target": params.target, "dialect": db.engine.dialect.name, "frozen": frozen,
                 "already_frozen": already, "verification": {
-                    "write_attempted": len(tables),
-                    "refused": sum(1 for m in refused.values() if m),
-                    "message": next((m for m in refused.values() if m), None)}}
-    open_tables = [t for t, message in refused.items() if not message]
-    if open_tables:
-        raise StepError(f"freeze of {params.target} not effective: a write to "
-                        f"{', '.join(open_tables)} was not refused", evidence=evidence)
+                    "writes_attempted": len(tables), "refused": len(refused),
+                    "message": next(iter(refused.values()), None), "not_refused": not_refused}}
+    if not_refused:
+        table, why = next(iter(not_refused.items()))
+        raise StepError(f"freeze of {params.target} not effective: a write to {table} was not "
+                        f"refused by the freeze ({why})", evidence=evidence)
     return evidence
 
 
@@ -129,7 +130,6 @@ def unfreeze(params: Unfreeze, ctx: StepContext) -> Evidence:
     with _db.open_database(ctx, params.target) as db, db.connect("unfreeze") as conn:
         tables = _db.require_tables(conn, params.tables)
         dropped = [t for t in tables if _db.unfreeze_table(conn, t)]
-        _db.drop_leftovers(conn)
         conn.commit()
         remaining = [t for t in tables if _db.freeze_triggers(conn, t)]
     if remaining:
@@ -294,7 +294,7 @@ def load(params: Load, ctx: StepContext) -> Evidence:
             (skipped if _holds(conn, entry) else to_load).append(entry)
         if params.replace:  # children before parents, so foreign keys allow it
             for entry in reversed(to_load):
-                conn.exec_driver_sql(f"DELETE FROM {_db.quote(conn, entry['name'])}")
+                _db.run_sql(conn, f"DELETE FROM {_db.quote(conn, entry['name'])}")
         loaded = []
         for entry in to_load:
             rows = _db.copy_in(conn, entry["name"], directory / entry["file"])
@@ -330,15 +330,19 @@ def _number(value: Any) -> Decimal | None:
         return None
 
 
+def _show(value: Any) -> str:
+    """An expected value as a person writes it: 1.0 -> 1, strings quoted."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _expectation(params: SqlCheck) -> str:
-    parts = []
-    if params.equals is not None:
-        parts.append(repr(params.equals) if isinstance(params.equals, str) else
-                     str(params.equals))
+    parts = [] if params.equals is None else [_show(params.equals)]
     if params.min is not None:
-        parts.append(f">= {params.min:g}")
+        parts.append(f">= {_show(params.min)}")
     if params.max is not None:
-        parts.append(f"<= {params.max:g}")
+        parts.append(f"<= {_show(params.max)}")
     return " and ".join(parts)
 
 
@@ -361,19 +365,18 @@ def _fits(value: Any, params: SqlCheck) -> bool:
 
 @check("sql")
 def sql_check(params: SqlCheck, ctx: StepContext) -> Verdict:
-    """Run a scalar query; passes when the answer fits equals / min / max."""
+    """Run a scalar query (never committed); passes when the answer fits equals / min / max."""
     short = " ".join(params.query.split())
     short = short if len(short) <= 60 else short[:57] + "..."
     expected = {k: v for k, v in (("equals", params.equals), ("min", params.min),
                                   ("max", params.max)) if v is not None}
-    with _db.open_database(ctx, params.target) as db:
-        try:
-            with db.connect("sql check") as conn:
-                row = _db.run_sql(conn, params.query).first()
-        except StepError as exc:
-            if isinstance(exc, ConnectError):
-                raise
-            return Verdict(False, f"sql: {short} failed: {exc}", None, expected)
+    try:
+        with _db.open_database(ctx, params.target) as db, db.connect("sql check") as conn:
+            row = _db.run_sql(conn, params.query).first()
+    except ConnectError:
+        raise  # an unreachable target is the one thing a check raises for
+    except StepError as exc:
+        return Verdict(False, f"sql: {short} failed: {exc}", None, expected)
     if row is None:
         return Verdict(False, f"sql: {short} returned no rows (expected "
                        f"{_expectation(params)})", None, expected)

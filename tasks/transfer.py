@@ -34,7 +34,7 @@ from pydantic import Field
 
 from cutover.errors import ConnectError, StepError
 from cutover.steps import Evidence, StepContext, Verdict, action, check
-from cutover.types import Duration, Params, TargetName
+from cutover.types import Duration, Params, TargetName, format_duration
 from tasks._ssh import CHUNK, sftp_session
 
 MANIFEST = "manifest.json"
@@ -150,6 +150,10 @@ def ftp_session(ctx: StepContext, target: str) -> Iterator[tuple[Drop, str]]:
     if ep is None:
         raise StepError(f"target {target!r} has no ftp endpoint in the profile")
     where = f"ftp {ep.username}@{ep.host}:{ep.port} ({target})"
+    try:
+        password = ctx.secret(ep.password) or ""
+    except KeyError as exc:  # SecretRef says which variable or file is missing
+        raise StepError(f"{where}: {exc.args[0]}") from exc
     ftp = (
         ftplib.FTP_TLS(context=ssl.create_default_context(), timeout=ep.timeout)
         if ep.tls
@@ -157,7 +161,7 @@ def ftp_session(ctx: StepContext, target: str) -> Iterator[tuple[Drop, str]]:
     )
     try:
         ftp.connect(ep.host, ep.port)
-        ftp.login(ep.username, ctx.secret(ep.password) or "")
+        ftp.login(ep.username, password)
         if isinstance(ftp, ftplib.FTP_TLS):
             ftp.prot_p()  # encrypt the data connections too, not only the login
         ftp.voidcmd("TYPE I")  # SIZE and byte counts are only exact in binary mode
@@ -211,17 +215,25 @@ class LocalBatch:
     files: list[LocalFile]
 
 
-def load_batch(ctx: StepContext, batch: str) -> LocalBatch:
-    """The export batch, every file checked against its manifest before it leaves us."""
+def read_manifest(ctx: StepContext, batch: str) -> tuple[Path, bytes, dict[str, Any]]:
     folder = ctx.workdir / "exports" / batch
     try:
         raw = (folder / MANIFEST).read_bytes()
         manifest = json.loads(raw)
-        tables = manifest["tables"]
+        for table in manifest["tables"]:
+            missing = [k for k in ("name", "file", "rows", "sha256") if k not in table]
+            if missing:
+                raise KeyError(f"a table has no {', '.join(missing)}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StepError(f"export batch {batch}: no readable manifest in {folder} ({exc})") from exc
+        raise StepError(f"export batch {batch}: no usable manifest in {folder} ({exc!r})") from exc
+    return folder, raw, manifest
+
+
+def load_batch(ctx: StepContext, batch: str) -> LocalBatch:
+    """The export batch, every file checked against its manifest before it leaves us."""
+    folder, raw, manifest = read_manifest(ctx, batch)
     files, damaged = [], []
-    for table in tables:
+    for table in manifest["tables"]:
         name = str(table["file"])
         path = folder / name
         if "/" in name or name in ("", ".", "..", MANIFEST) or not path.is_file():
@@ -296,10 +308,11 @@ def put_batch(ctx: StepContext, params: PutBatch, proto: Proto) -> Evidence:
         remote_dir = posixpath.join(root, params.remote_dir, params.batch)
         remote_manifest = posixpath.join(remote_dir, MANIFEST)
         evidence: Evidence = {"batch": params.batch, "remote_dir": remote_dir}
-        delivered = drop.read(remote_manifest)
+        delivered = drop.read(remote_manifest, len(batch.manifest_bytes) + 1)
         if delivered == batch.manifest_bytes:
             names = [f.name for f in batch.files] + [MANIFEST]
-            return {**evidence, "uploaded": [], "skipped": names, "delivered_before": True}
+            skipped = dict.fromkeys(names, "delivered before")
+            return {**evidence, "uploaded": [], "skipped": skipped, "delivered_before": True}
         if delivered is not None:
             raise StepError(
                 f"{remote_manifest} already exists with other content and the receiver may "
@@ -307,7 +320,9 @@ def put_batch(ctx: StepContext, params: PutBatch, proto: Proto) -> Evidence:
                 evidence=evidence,
             )
         drop.makedirs(remote_dir)
-        uploaded, skipped, sent = [], {}, 0
+        uploaded: list[str] = []
+        skipped: dict[str, str] = {}
+        sent = 0
         for f in batch.files:
             remote = posixpath.join(remote_dir, f.name)
             reason = _skip_reason(drop, receipt, remote, f)
@@ -386,25 +401,26 @@ def _judge(ack: Any, manifest: dict[str, Any]) -> Verdict:
 
 
 def wait_for_ack(ctx: StepContext, params: AckCheck, proto: Proto) -> Verdict:
-    manifest = load_batch(ctx, params.batch).manifest
+    _, raw_manifest, manifest = read_manifest(ctx, params.batch)
+    ours = hashlib.sha256(raw_manifest).hexdigest()
     deadline = ctx.clock.now() + params.timeout
-    last_error = "no ack.json"
+    waiting_for = "no ack.json"
     with session(ctx, params.target, proto) as (drop, root):
         path = posixpath.join(root, params.remote_dir, params.batch, "ack.json")
         while True:
             raw = drop.read(path)
-            if raw is not None:
-                try:
-                    return _judge(json.loads(raw), manifest)
-                except ValueError:  # caught mid-write; look again
-                    last_error = "ack.json is not valid JSON"
+            try:
+                ack = None if raw is None else json.loads(raw)
+            except ValueError:  # caught mid-write; look again
+                ack, waiting_for = None, "ack.json is not valid JSON"
+            # An ack naming another manifest answers an earlier upload of this batch.
+            if isinstance(ack, dict) and ack.get("manifest_sha256") not in (None, ours):
+                ack, waiting_for = None, "ack.json answers another manifest"
+            if ack is not None:
+                return _judge(ack, manifest)
             if ctx.clock.now() >= deadline:
-                return Verdict(
-                    False,
-                    f"{last_error} at {path} after {params.timeout}",
-                    None,
-                    {"status": "accepted"},
-                )
+                summary = f"{waiting_for} at {path} after {format_duration(params.timeout)}"
+                return Verdict(False, summary, None, {"status": "accepted"})
             ctx.clock.sleep(params.poll.total_seconds())
 
 

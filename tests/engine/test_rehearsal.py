@@ -44,7 +44,7 @@ def test_shanxi_rehearsal_completes_every_step(prefect_api, fresh_sandbox, home,
     execution = _only_execution(ledger)
     assert execution.status == "completed"
     kinds = _kinds(ledger, execution.id, "shanxi-2023-shutdown-upgrade")
-    assert len(kinds) == 28
+    assert len(kinds) == 27
     assert all("step-completed" in k for k in kinds.values()), kinds
     assert not any("gate-failed" in k or "step-failed" in k for k in kinds.values())
     assert ledger.verify_chain(execution.id)[0]
@@ -69,7 +69,7 @@ def test_shanxi_rehearsal_completes_every_step(prefect_api, fresh_sandbox, home,
         persons = conn.execute(sa.text("select count(*) from persons")).scalar()
     engine.dispose()
     assert residents == 0 and persons > 1000
-    assert (Path(execution.workdir) / "report.md").read_text().count("| completed |") == 28
+    assert (Path(execution.workdir) / "report.md").read_text().count("| completed |") == 27
     assert "execution " in out and "completed" in out
 
 

@@ -29,8 +29,14 @@ def test_health_old_ok_new_down(sandbox: Sandbox) -> None:
     old = httpx.get(f"{sandbox.old_url}/health")
     new = httpx.get(f"{sandbox.new_url}/health")
     assert old.status_code == 200
-    assert old.json() == {"system": "old", "status": "ok", "version": "2023.10.0",
-                          "database": "ok", "core": "running", "frozen": False}  # fmt: skip
+    assert old.json() == {
+        "system": "old",
+        "status": "ok",
+        "version": "2023.10.0",
+        "database": "ok",
+        "core": "running",
+        "frozen": False,
+    }
     assert new.status_code == 503
     assert new.json()["status"] == "down" and new.json()["core"] == "stopped"
 
@@ -42,15 +48,21 @@ def test_channel_listing(sandbox: Sandbox) -> None:
     assert {c["state"] for c in old} == {"running"}
     assert {c["state"] for c in new} == {"stopped"}
     one = httpx.get(f"{sandbox.old_url}/channels/counter-pension").json()
-    assert one == {"name": "counter-pension", "group": "counter", "state": "running",
-                   "stopped_business": []}  # fmt: skip
+    assert one == {
+        "name": "counter-pension",
+        "group": "counter",
+        "state": "running",
+        "stopped_business": [],
+    }
     assert httpx.get(f"{sandbox.old_url}/channels/no-such").status_code == 404
     assert httpx.post(f"{sandbox.old_url}/channels/no-such/stop").status_code == 404
 
 
 def test_stop_partial_then_whole_then_start(fresh_sandbox: Sandbox) -> None:
     url = fresh_sandbox.old_url
-    stop = httpx.post(f"{url}/channels/online-hall/stop", json={"business": ["collection", "account"]})
+    stop = httpx.post(
+        f"{url}/channels/online-hall/stop", json={"business": ["collection", "account"]}
+    )
     assert stop.status_code == 200
     assert stop.json()["state"] == "partial"
     assert stop.json()["stopped_business"] == ["collection", "account"]
@@ -58,16 +70,24 @@ def test_stop_partial_then_whole_then_start(fresh_sandbox: Sandbox) -> None:
     assert _business(url, "online-hall", "collection").status_code == 503
     assert _business(url, "online-hall", "query").status_code == 201
     assert _count(fresh_sandbox, "old", "SELECT count(*) FROM transactions") == before + 1
-    assert httpx.get(f"{url}/channels/online-hall/probe").json() == {"ok": True,
-                                                                     "channel": "online-hall"}
+    assert httpx.get(f"{url}/channels/online-hall/probe").json() == {
+        "ok": True,
+        "channel": "online-hall",
+    }
     assert httpx.post(f"{url}/channels/online-hall/stop").json()["state"] == "stopped"
     assert httpx.get(f"{url}/channels/online-hall/probe").status_code == 503
     assert _business(url, "online-hall", "query").status_code == 503
     started = httpx.post(f"{url}/channels/online-hall/start")
-    assert started.json() == {"name": "online-hall", "group": "online", "state": "running",
-                              "stopped_business": []}  # fmt: skip
+    assert started.json() == {
+        "name": "online-hall",
+        "group": "online",
+        "state": "running",
+        "stopped_business": [],
+    }
     assert httpx.get(f"{url}/channels/online-hall/probe").status_code == 200
-    assert httpx.post(f"{url}/channels/online-hall/stop", json={"business": ["x"]}).status_code == 400
+    assert (
+        httpx.post(f"{url}/channels/online-hall/stop", json={"business": ["x"]}).status_code == 400
+    )
 
 
 def test_core_stopped_refuses_business_and_health_down(fresh_sandbox: Sandbox) -> None:
@@ -107,7 +127,8 @@ def test_faults_over_http_and_health_fail(fresh_sandbox: Sandbox) -> None:
 
 def test_notice_and_portal(fresh_sandbox: Sandbox) -> None:
     url = fresh_sandbox.old_url
-    assert httpx.get(f"{url}/notice").json()["active"] is False
+    absent = httpx.get(f"{url}/notice")
+    assert absent.status_code == 404 and absent.json()["active"] is False
     assert httpx.get(f"{url}/").status_code == 200
     text = "System upgrade from 23 Nov 18:00; services resume 1 Dec."
     put = httpx.put(f"{url}/notice", json={"text": text, "until": "2023-12-01T08:00:00+08:00"})
@@ -116,15 +137,19 @@ def test_notice_and_portal(fresh_sandbox: Sandbox) -> None:
     portal = httpx.get(f"{url}/")
     assert portal.status_code == 503
     assert text in portal.text
+    assert httpx.get(f"{url}/notice").json()["text"] == text
     assert httpx.delete(f"{url}/notice").json()["active"] is False
+    assert httpx.get(f"{url}/notice").status_code == 404
     assert text not in httpx.get(f"{url}/").text
 
 
 def test_freeze_trigger_gives_423(fresh_sandbox: Sandbox) -> None:
     url = fresh_sandbox.old_url
     conn = sqlite3.connect(fresh_sandbox.dir / "old.db")
-    conn.execute("CREATE TRIGGER freeze_transactions BEFORE INSERT ON transactions "
-                 "BEGIN SELECT RAISE(ABORT, 'frozen by cutover'); END")  # fmt: skip
+    conn.execute(
+        "CREATE TRIGGER freeze_transactions BEFORE INSERT ON transactions "
+        "BEGIN SELECT RAISE(ABORT, 'frozen by cutover'); END"
+    )
     conn.commit()
     try:
         assert httpx.get(f"{url}/health").json()["frozen"] is True
@@ -186,8 +211,10 @@ def test_jobs_need_a_running_channel(fresh_sandbox: Sandbox) -> None:
 
 def test_hub_notify(fresh_sandbox: Sandbox) -> None:
     url = fresh_sandbox.hub_url
-    sent = httpx.post(f"{url}/notify", json={"to": ["tax-bureau"], "subject": "Batch ready",
-                                             "body": "see inbox", "channel": "im"})  # fmt: skip
+    sent = httpx.post(
+        f"{url}/notify",
+        json={"to": ["tax-bureau"], "subject": "Batch ready", "body": "see inbox", "channel": "im"},
+    )
     assert sent.status_code == 202
     listed = httpx.get(f"{url}/notify").json()
     assert [(m["to"], m["subject"], m["channel"]) for m in listed] == [
@@ -198,11 +225,19 @@ def test_hub_notify(fresh_sandbox: Sandbox) -> None:
 
 def test_profile_matches_the_model(sandbox: Sandbox) -> None:
     profile = Profile.model_validate(yaml.safe_load(sandbox.profile_path.read_text()))
-    assert set(profile.targets) == {"old-system", "new-system", "tax-drop", "tax-ftp",
-                                    "notify-hub", "receiver-db"}  # fmt: skip
+    assert set(profile.targets) == {
+        "old-system",
+        "new-system",
+        "tax-drop",
+        "tax-ftp",
+        "notify-hub",
+        "receiver-db",
+    }
     assert profile.targets["old-system"].http.url == sandbox.old_url
     assert profile.targets["tax-drop"].sftp.port == sandbox.sftp_port
     assert profile.targets["tax-ftp"].ftp.password.resolve() == (
         (sandbox.dir / "ftp_password").read_text().strip()
     )
-    assert (sandbox.dir / "ftp_password").read_text().strip() not in sandbox.profile_path.read_text()
+    assert (
+        sandbox.dir / "ftp_password"
+    ).read_text().strip() not in sandbox.profile_path.read_text()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -34,7 +33,12 @@ def test_stop_acts_once_and_rerun_skips(fresh_sandbox: Sandbox, ctx: StepContext
 
     first = stop_channels(params, ctx)
 
-    counters = ["counter-pension", "counter-unemployment", "counter-work-injury", "counter-resident"]
+    counters = [
+        "counter-pension",
+        "counter-unemployment",
+        "counter-work-injury",
+        "counter-resident",
+    ]
     assert sorted(first["stopped"]) == sorted([*counters, "online-hall"])
     assert first["skipped"] == [] and first["refused"] == {}
     assert set(first["states"].values()) == {"stopped"}
@@ -48,7 +52,9 @@ def test_stop_acts_once_and_rerun_skips(fresh_sandbox: Sandbox, ctx: StepContext
 
 
 def test_start_only_touches_stopped_channels(fresh_sandbox: Sandbox, ctx: StepContext) -> None:
-    stop_channels(StopChannels(target="old-system", channels=["app-citizen", "job-statistics"]), ctx)
+    stop_channels(
+        StopChannels(target="old-system", channels=["app-citizen", "job-statistics"]), ctx
+    )
 
     started = start_channels(StartChannels(target="old-system", channels=["all"]), ctx)
 

@@ -100,3 +100,10 @@ def test_bearer_token_comes_from_the_secret(
         assert client.client.headers["Authorization"] == "Bearer s3cret"
     evidence = http_call(HttpCall(target="old-system", method="DELETE", path="/notice"), ctx)
     assert "s3cret" not in repr(evidence)
+
+
+def test_missing_secret_is_a_step_error(fresh_sandbox: Sandbox, make_context: MakeContext) -> None:
+    targets = fresh_sandbox.profile()["targets"]
+    targets["old-system"]["http"]["token"] = {"secret": "env:CUTOVER_TEST_UNSET_TOKEN"}
+    with pytest.raises(StepError, match="CUTOVER_TEST_UNSET_TOKEN is not set"):
+        http_check(HttpCheck(target="old-system", path="/health"), make_context(targets))
