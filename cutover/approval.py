@@ -35,11 +35,19 @@ def approval(params: Approval, ctx: StepContext) -> Evidence:
     if ctx.approver is None:
         raise StepError("no approver is configured for this run", step_id=ctx.step_id)
     decision = ctx.approver.decide(
-        Question(step_id=ctx.step_id, text=params.question, approvers=tuple(params.approvers),
-                 timeout=params.timeout, on_timeout=params.on_timeout)
+        Question(
+            step_id=ctx.step_id,
+            text=params.question,
+            approvers=tuple(params.approvers),
+            timeout=params.timeout,
+            on_timeout=params.on_timeout,
+        )
     )
     evidence = decision.as_evidence()
     if not decision.go:
-        raise StepError(f"no-go by {decision.by}: {decision.comment or 'no comment'}",
-                        step_id=ctx.step_id, evidence=evidence)
+        raise StepError(
+            f"no-go by {decision.by}: {decision.comment or 'no comment'}",
+            step_id=ctx.step_id,
+            evidence=evidence,
+        )
     return evidence

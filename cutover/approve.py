@@ -21,12 +21,14 @@ def pending_question(ledger: Ledger, execution_id: str, step_id: str) -> dict[st
         asked = any(e.kind == "approval-requested" for e in events)
         raise ApprovalError(
             f"step {step_id} of {execution_id} is not waiting for a decision"
-            + (" (it was already decided)" if asked else ""))
+            + (" (it was already decided)" if asked else "")
+        )
     return open_question
 
 
-def approve(ledger: Ledger, execution_id: str, *, step_id: str, by: str, decision: str,
-            comment: str = "") -> str:
+def approve(
+    ledger: Ledger, execution_id: str, *, step_id: str, by: str, decision: str, comment: str = ""
+) -> str:
     """Resume the paused flow run with a typed decision; the run records it in the ledger."""
     from prefect import resume_flow_run
     from prefect.exceptions import FlowPauseTimeout, NotPausedError
@@ -37,11 +39,14 @@ def approve(ledger: Ledger, execution_id: str, *, step_id: str, by: str, decisio
     if not flow_run_id:
         raise ApprovalError(f"step {step_id} is waiting, but not in a Prefect flow run")
     try:
-        resume_flow_run(UUID(flow_run_id),
-                        run_input={"decision": decision, "approver": by, "comment": comment})
+        resume_flow_run(
+            UUID(flow_run_id), run_input={"decision": decision, "approver": by, "comment": comment}
+        )
     except NotPausedError as exc:
-        raise ApprovalError(f"flow run {flow_run_id} is not paused (the run may have died; "
-                            "re-run its command to resume)") from exc
+        raise ApprovalError(
+            f"flow run {flow_run_id} is not paused (the run may have died; "
+            "re-run its command to resume)"
+        ) from exc
     except FlowPauseTimeout as exc:
         raise ApprovalError(f"the pause of flow run {flow_run_id} has expired") from exc
     except RuntimeError as exc:

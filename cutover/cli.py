@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import threading
@@ -95,7 +94,8 @@ def cmd_steps(args: argparse.Namespace) -> int:
     from cutover.steps import load_step_types
 
     for step_type in load_step_types().all():
-        print(f"{step_type.kind:6} {step_type.name}: {step_type.doc.splitlines()[0] if step_type.doc else ''}")
+        summary = step_type.doc.splitlines()[0] if step_type.doc else ""
+        print(f"{step_type.kind:6} {step_type.name}: {summary}")
         for name, field in step_type.params.model_fields.items():
             required = "required" if field.is_required() else f"default {field.default!r}"
             print(f"         {name}: {field.description or ''} ({required})")
@@ -116,19 +116,26 @@ def cmd_execute(args: argparse.Namespace) -> int:
     options = {"poll_interval": args.poll_interval}
     if mode == "rehearse":
         options |= {"auto_approve": args.auto_approve, "pace": args.pace}
-    execution, resumed = start_or_resume(ledger, loaded, mode=mode, options=options,
-                                         new=args.new, execution_id=args.execution_id)
+    execution, resumed = start_or_resume(
+        ledger, loaded, mode=mode, options=options, new=args.new, execution_id=args.execution_id
+    )
     verb = "resuming" if resumed else "starting"
-    print(f"{verb} execution {execution.id} ({mode}) of {loaded.runbook.name} on {loaded.profile.name}")
+    runbook, profile = loaded.runbook.name, loaded.profile.name
+    print(f"{verb} execution {execution.id} ({mode}) of {runbook} on {profile}")
     _use_prefect_api()
-    status = _run_flow(ledger_url, execution.id, rehearsal=mode == "rehearse",
-                       watch=lambda stop: _watch(ledger, execution.id, stop))
+    status = _run_flow(
+        ledger_url,
+        execution.id,
+        rehearsal=mode == "rehearse",
+        watch=lambda stop: _watch(ledger, execution.id, stop),
+    )
     _print_outcome(ledger, execution.id, status)
     return EXIT.get(status, 1)
 
 
-def _run_flow(ledger_url: str, execution_id: str, *, rehearsal: bool,
-              watch: Callable[[threading.Event], None]) -> str:
+def _run_flow(
+    ledger_url: str, execution_id: str, *, rehearsal: bool, watch: Callable[[threading.Event], None]
+) -> str:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.cutover import cutover
@@ -165,18 +172,23 @@ def _event_line(event: object, execution_id: str) -> str | None:
     kind, data, step = event.kind, event.data, event.step_id  # type: ignore[attr-defined]
     at = event.clock_at[:16].replace("T", " ")  # type: ignore[attr-defined]
     if kind == "step-completed":
-        return f"  {at}  {'ok':6} {step}" + ("  (overridden by a person)" if data.get("overridden") else "")
+        return f"  {at}  {'ok':6} {step}" + (
+            "  (overridden by a person)" if data.get("overridden") else ""
+        )
     if kind == "step-failed":
         return f"  {at}  {'FAILED':6} {step}: {data.get('reason')} -> {data.get('policy')}"
     if kind == "approval-requested":
-        return (f"  {at}  {'WAIT':6} {step}: {data.get('question')}\n"
-                f"                           answer in the Prefect UI or: cutover approve "
-                f"{execution_id} --step {step} --by NAME --decision go|no-go")
+        return (
+            f"  {at}  {'WAIT':6} {step}: {data.get('question')}\n"
+            f"                           answer in the Prefect UI or: cutover approve "
+            f"{execution_id} --step {step} --by NAME --decision go|no-go"
+        )
     if kind == "decision":
         auto = " (automatic)" if data.get("automatic") else ""
         return f"  {at}  {'DECIDE':6} {step}: {data.get('decision')} by {data.get('by')}{auto}"
     if kind == "rollback-started":
-        return f"  {at}  {'ROLLBACK':6} triggered by {data.get('trigger_step')}: running {data.get('runbook')}"
+        trigger, runbook = data.get("trigger_step"), data.get("runbook")
+        return f"  {at}  {'ROLLBACK':6} triggered by {trigger}: running {runbook}"
     return None
 
 
@@ -186,7 +198,12 @@ def _print_outcome(ledger: object, execution_id: str, status: str) -> None:
     execution = ledger.execution(execution_id)  # type: ignore[attr-defined]
     rows = timeline_rows(ledger, execution_id)  # type: ignore[arg-type]
     print()
-    print(_table(rows, ["runbook", "phase", "step", "planned", "finished", "outcome", "gates", "decision"]))
+    print(
+        _table(
+            rows,
+            ["runbook", "phase", "step", "planned", "finished", "outcome", "gates", "decision"],
+        )
+    )
     print()
     print(f"execution {execution_id}: {status}")
     print(f"ledger: {ledger.url}")  # type: ignore[attr-defined]
@@ -195,8 +212,10 @@ def _print_outcome(ledger: object, execution_id: str, status: str) -> None:
 
 def _table(rows: list[dict[str, str]], columns: list[str]) -> str:
     widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns),
-             "  ".join("-" * widths[c] for c in columns)]
+    lines = [
+        "  ".join(c.ljust(widths[c]) for c in columns),
+        "  ".join("-" * widths[c] for c in columns),
+    ]
     lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(lines)
 
@@ -207,8 +226,10 @@ def _use_prefect_api() -> None:
 
     url = os.environ.get("PREFECT_API_URL") or server.api_url()
     if not server.is_healthy(url):
-        raise CutoverError(f"no Prefect server answers at {url}; start one with "
-                           "`cutover server start` (or set PREFECT_API_URL)")
+        raise CutoverError(
+            f"no Prefect server answers at {url}; start one with "
+            "`cutover server start` (or set PREFECT_API_URL)"
+        )
     os.environ["PREFECT_API_URL"] = url
 
 
@@ -221,9 +242,17 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
     _use_prefect_api()
     ledger = Ledger(_ledger_url(args))
-    where = approve(ledger, args.execution, step_id=args.step, by=args.by,
-                    decision=args.decision, comment=args.comment)
-    print(f"{args.decision} for {args.step} of {args.execution} by {args.by} sent to flow run {where}")
+    where = approve(
+        ledger,
+        args.execution,
+        step_id=args.step,
+        by=args.by,
+        decision=args.decision,
+        comment=args.comment,
+    )
+    print(
+        f"{args.decision} for {args.step} of {args.execution} by {args.by} sent to flow run {where}"
+    )
     return 0
 
 
@@ -233,14 +262,25 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     ledger = Ledger(_ledger_url(args))
     if not args.execution:
-        rows = [{"execution": e.id, "mode": e.mode, "status": e.status,
-                 "started": f"{e.started_at:%Y-%m-%d %H:%M}"} for e in ledger.executions()]
+        rows = [
+            {
+                "execution": e.id,
+                "mode": e.mode,
+                "status": e.status,
+                "started": f"{e.started_at:%Y-%m-%d %H:%M}",
+            }
+            for e in ledger.executions()
+        ]
         print(_table(rows, ["execution", "mode", "status", "started"]) if rows else "no executions")
         return 0
     execution = ledger.execution(args.execution)
     print(f"{execution.id}: {execution.status} (clock {execution.clock_now or '-'})")
-    print(_table(timeline_rows(ledger, execution.id),
-                 ["runbook", "step", "planned", "finished", "outcome", "gates", "decision"]))
+    print(
+        _table(
+            timeline_rows(ledger, execution.id),
+            ["runbook", "step", "planned", "finished", "outcome", "gates", "decision"],
+        )
+    )
     return 0
 
 
@@ -295,9 +335,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check runbooks; one line per problem")
     p.add_argument("files", nargs="+")
-    p.add_argument("--env", type=_profile_arg,
-                   default=DEFAULT_PROFILE if DEFAULT_PROFILE.exists() else None,
-                   help="environment profile (path, or a name in config/); targets are checked against it")
+    p.add_argument(
+        "--env",
+        type=_profile_arg,
+        default=DEFAULT_PROFILE if DEFAULT_PROFILE.exists() else None,
+        help="environment profile (path, or a name in config/); targets are checked against it",
+    )
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser("plan", help="the timeline of a runbook")
@@ -309,21 +352,34 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("steps", help="the step types and their parameters")
     p.set_defaults(handler=cmd_steps)
 
-    for name, help_text in (("run", "run a cutover on the wall clock"),
-                            ("rehearse", "rehearse a cutover on a virtual clock")):
+    for name, help_text in (
+        ("run", "run a cutover on the wall clock"),
+        ("rehearse", "rehearse a cutover on a virtual clock"),
+    ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("file")
         p.add_argument("--env", type=_profile_arg, required=True)
         p.add_argument("--new", action="store_true", help="start afresh instead of resuming")
         p.add_argument("--execution-id", help="resume (or start) this execution")
         p.add_argument("--ledger", help="SQLAlchemy URL of the ledger")
-        p.add_argument("--poll-interval", type=float, default=2.0,
-                       help="seconds between checks while paused for a decision")
+        p.add_argument(
+            "--poll-interval",
+            type=float,
+            default=2.0,
+            help="seconds between checks while paused for a decision",
+        )
         if name == "rehearse":
-            p.add_argument("--auto-approve", action="store_true",
-                           help="answer every go/no-go with go, recorded as automatic")
-            p.add_argument("--pace", type=float, default=0.0,
-                           help="real seconds to spend at each step, to watch it in the UI")
+            p.add_argument(
+                "--auto-approve",
+                action="store_true",
+                help="answer every go/no-go with go, recorded as automatic",
+            )
+            p.add_argument(
+                "--pace",
+                type=float,
+                default=0.0,
+                help="real seconds to spend at each step, to watch it in the UI",
+            )
         p.set_defaults(handler=cmd_execute)
 
     p = sub.add_parser("approve", help="answer a go/no-go that a run is waiting for")

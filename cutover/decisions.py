@@ -21,8 +21,12 @@ class Decision:
         return self.decision == "go"
 
     def as_evidence(self) -> dict[str, object]:
-        return {"decision": self.decision, "by": self.by, "comment": self.comment,
-                "automatic": self.automatic}
+        return {
+            "decision": self.decision,
+            "by": self.by,
+            "comment": self.comment,
+            "automatic": self.automatic,
+        }
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,10 @@ class AutoApprover:
 
     def decide(self, question: Question) -> Decision:
         if question.kind == "override":
-            return Decision("no-go", by=self._by, automatic=True,
-                            comment="a rehearsal does not carry on past a failed step")
+            return Decision(
+                "no-go",
+                by=self._by,
+                automatic=True,
+                comment="a rehearsal does not carry on past a failed step",
+            )
         return Decision("go", by=self._by, comment="approved automatically", automatic=True)

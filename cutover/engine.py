@@ -24,7 +24,7 @@ from cutover.errors import CutoverError, StepError
 from cutover.ledger import Ledger
 from cutover.plan import Plan, PlannedStep
 from cutover.profile import Profile
-from cutover.runbook import OnFailure, Runbook
+from cutover.runbook import Runbook
 from cutover.steps import Registry, StepContext, Verdict
 
 log = logging.getLogger("cutover.engine")
@@ -76,12 +76,23 @@ class Session:
     def clock_text(self) -> str:
         return self.clock.now().isoformat()
 
-    def record(self, script: Script, kind: str, *, step: PlannedStep | None = None,
-               data: dict[str, Any] | None = None) -> None:
+    def record(
+        self,
+        script: Script,
+        kind: str,
+        *,
+        step: PlannedStep | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         self.ledger.record(
-            self.execution_id, kind, runbook=script.name, clock_at=self.clock_text(),
-            phase_id=step.phase.id if step else None, step_id=step.step.id if step else None,
-            data=data)
+            self.execution_id,
+            kind,
+            runbook=script.name,
+            clock_at=self.clock_text(),
+            phase_id=step.phase.id if step else None,
+            step_id=step.step.id if step else None,
+            data=data,
+        )
 
     def save_clock(self) -> None:
         self.ledger.update_execution(self.execution_id, clock_now=self.clock_text())
@@ -99,9 +110,17 @@ def execute_step(session: Session, script: Script, step: PlannedStep) -> StepRes
     if "step-completed" in kinds:
         return StepResult(step.step.id, "skipped", "completed in an earlier run")
     policy = step.step.on_failure
-    session.record(script, "step-started", step=step, data={
-        "title": step.step.title, "owner": step.step.owner, "planned_at": step.at.isoformat(),
-        "resumed": bool(kinds)})
+    session.record(
+        script,
+        "step-started",
+        step=step,
+        data={
+            "title": step.step.title,
+            "owner": step.step.owner,
+            "planned_at": step.at.isoformat(),
+            "resumed": bool(kinds),
+        },
+    )
     action_done = "action-done" in kinds or step.step.action is None
     attempts = policy.attempts if policy.policy == "retry" else 1
     reason = ""
@@ -114,13 +133,26 @@ def execute_step(session: Session, script: Script, step: PlannedStep) -> StepRes
                 session.record(script, "step-completed", step=step, data={"attempts": attempt})
                 return StepResult(step.step.id, "completed")
         if attempt < attempts:
-            session.record(script, "step-retry", step=step, data={
-                "attempt": attempt, "delay_seconds": policy.delay.total_seconds(), "reason": reason})
+            session.record(
+                script,
+                "step-retry",
+                step=step,
+                data={
+                    "attempt": attempt,
+                    "delay_seconds": policy.delay.total_seconds(),
+                    "reason": reason,
+                },
+            )
             session.clock.sleep(policy.delay.total_seconds())
     final = policy.then if policy.policy == "retry" else policy.policy
     session.record(script, "step-failed", step=step, data={"reason": reason, "policy": final})
-    return StepResult(step.step.id, "failed", reason, policy=final,
-                      rollback_runbook=policy.runbook or script.runbook.rollback)
+    return StepResult(
+        step.step.id,
+        "failed",
+        reason,
+        policy=final,
+        rollback_runbook=policy.runbook or script.runbook.rollback,
+    )
 
 
 @dataclass
@@ -132,10 +164,18 @@ class _RecordingApprover:
     step: PlannedStep
 
     def decide(self, question: Question) -> Decision:
-        self.session.record(self.script, "approval-requested", step=self.step, data={
-            "question": question.text, "approvers": list(question.approvers),
-            "timeout_seconds": question.timeout.total_seconds(),
-            "on_timeout": question.on_timeout, **self.session.locator()})
+        self.session.record(
+            self.script,
+            "approval-requested",
+            step=self.step,
+            data={
+                "question": question.text,
+                "approvers": list(question.approvers),
+                "timeout_seconds": question.timeout.total_seconds(),
+                "on_timeout": question.on_timeout,
+                **self.session.locator(),
+            },
+        )
         decision = self.session.approver.decide(question)
         self.session.record(self.script, "decision", step=self.step, data=decision.as_evidence())
         return decision
@@ -143,13 +183,20 @@ class _RecordingApprover:
 
 def _context(session: Session, script: Script, step: PlannedStep) -> StepContext:
     return StepContext(
-        execution_id=session.execution_id, step_id=step.step.id, profile=session.profile,
-        clock=session.clock, workdir=session.workdir, facts=session.ledger.facts(session.execution_id),
+        execution_id=session.execution_id,
+        step_id=step.step.id,
+        profile=session.profile,
+        clock=session.clock,
+        workdir=session.workdir,
+        facts=session.ledger.facts(session.execution_id),
         log=logging.getLogger(f"cutover.step.{step.step.id}"),
-        approver=_RecordingApprover(session, script, step))
+        approver=_RecordingApprover(session, script, step),
+    )
 
 
-def _run_action(session: Session, script: Script, step: PlannedStep, attempt: int) -> tuple[bool, str]:
+def _run_action(
+    session: Session, script: Script, step: PlannedStep, attempt: int
+) -> tuple[bool, str]:
     action = step.step.action
     assert action is not None
     step_type = session.registry.get("action", action.type)
@@ -159,36 +206,63 @@ def _run_action(session: Session, script: Script, step: PlannedStep, attempt: in
         evidence = step_type.fn(action.params, _context(session, script, step))
     except StepError as exc:
         reason = f"{action.type}: {exc}"
-        session.record(script, "action-failed", step=step, data={
-            "type": action.type, "attempt": attempt, "error": str(exc), "evidence": exc.evidence})
+        session.record(
+            script,
+            "action-failed",
+            step=step,
+            data={
+                "type": action.type,
+                "attempt": attempt,
+                "error": str(exc),
+                "evidence": exc.evidence,
+            },
+        )
         return False, reason
     except Exception as exc:  # a bug in a step type must not lose the record of the run
         reason = f"{action.type}: unexpected {type(exc).__name__}: {exc}"
         log.error("step %s: %s\n%s", step.step.id, reason, traceback.format_exc())
-        session.record(script, "action-failed", step=step, data={
-            "type": action.type, "attempt": attempt, "error": reason, "unexpected": True})
+        session.record(
+            script,
+            "action-failed",
+            step=step,
+            data={"type": action.type, "attempt": attempt, "error": reason, "unexpected": True},
+        )
         return False, reason
-    session.record(script, "action-done", step=step, data={
-        "type": action.type, "attempt": attempt, "evidence": evidence or {}})
+    session.record(
+        script,
+        "action-done",
+        step=step,
+        data={"type": action.type, "attempt": attempt, "evidence": evidence or {}},
+    )
     return True, ""
 
 
-def _run_gates(session: Session, script: Script, step: PlannedStep, attempt: int) -> tuple[bool, str]:
+def _run_gates(
+    session: Session, script: Script, step: PlannedStep, attempt: int
+) -> tuple[bool, str]:
     """Run every gate (not just up to the first failure: the evidence is worth having)."""
     failures = []
     for index, gate in enumerate(step.step.gates):
         verdict = _check(session, script, step, gate.check, gate.params)
         kind = "gate-passed" if verdict.passed else "gate-failed"
-        session.record(script, kind, step=step, data={
-            "gate": index, "check": gate.check, "title": gate.title, "attempt": attempt,
-            **verdict.as_evidence()})
+        session.record(
+            script,
+            kind,
+            step=step,
+            data={
+                "gate": index,
+                "check": gate.check,
+                "title": gate.title,
+                "attempt": attempt,
+                **verdict.as_evidence(),
+            },
+        )
         if not verdict.passed:
             failures.append(f"{gate.check}: {verdict.summary}")
     return not failures, "; ".join(failures)
 
 
-def _check(session: Session, script: Script, step: PlannedStep, name: str,
-           params: Any) -> Verdict:
+def _check(session: Session, script: Script, step: PlannedStep, name: str, params: Any) -> Verdict:
     step_type = session.registry.get("check", name)
     if step_type is None:
         return Verdict(False, f"check type {name!r} is not installed")
@@ -201,14 +275,18 @@ def _check(session: Session, script: Script, step: PlannedStep, name: str,
         return Verdict(False, f"check crashed: {type(exc).__name__}: {exc}")
 
 
-def ask_after_failure(session: Session, script: Script, step: PlannedStep,
-                      result: StepResult) -> Decision:
+def ask_after_failure(
+    session: Session, script: Script, step: PlannedStep, result: StepResult
+) -> Decision:
     """The `ask` policy: a person decides whether to carry on past a failed step."""
     question = Question(
         step_id=step.step.id,
         text=f"Step {step.step.id} ({step.step.title}) failed: {result.reason}. "
-             "Go = carry on regardless; no-go = halt the cutover here.",
-        approvers=(step.step.owner,), timeout=ASK_TIMEOUT, kind="override")
+        "Go = carry on regardless; no-go = halt the cutover here.",
+        approvers=(step.step.owner,),
+        timeout=ASK_TIMEOUT,
+        kind="override",
+    )
     decision = _RecordingApprover(session, script, step).decide(question)
     if decision.go:
         session.record(script, "step-completed", step=step, data={"overridden": True})

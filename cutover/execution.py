@@ -89,9 +89,15 @@ def start_or_resume(
     workdir = Path(loaded.profile.workdir or cutover_home()) / "executions" / new_id
     workdir.mkdir(parents=True, exist_ok=True)
     execution = ledger.create_execution(
-        execution_id=new_id, runbook=loaded.runbook.name, runbook_path=str(loaded.runbook_path),
-        profile=loaded.profile.name, profile_path=str(loaded.profile_path), mode=mode,
-        options=options, workdir=str(workdir.resolve()))
+        execution_id=new_id,
+        runbook=loaded.runbook.name,
+        runbook_path=str(loaded.runbook_path),
+        profile=loaded.profile.name,
+        profile_path=str(loaded.profile_path),
+        mode=mode,
+        options=options,
+        workdir=str(workdir.resolve()),
+    )
     return execution, False
 
 
@@ -106,8 +112,14 @@ def open_session(
     plan = build_plan(loaded.runbook)
     clock = _clock_for(execution, loaded.runbook, planned_start(plan))
     session = Session(
-        execution_id=execution.id, profile=loaded.profile, ledger=ledger, clock=clock,
-        registry=loaded.registry, workdir=Path(execution.workdir), approver=None)  # type: ignore[arg-type]
+        execution_id=execution.id,
+        profile=loaded.profile,
+        ledger=ledger,
+        clock=clock,
+        registry=loaded.registry,
+        workdir=Path(execution.workdir),
+        approver=None,
+    )  # type: ignore[arg-type]
     session.approver = approver_factory(session)
     return session, Script("main", loaded.runbook, plan)
 

@@ -117,8 +117,10 @@ def _canonical(value: Any) -> str:
 
 
 def _event_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    content = {k: row[k] for k in ("execution_id", "runbook", "phase_id", "step_id", "kind",
-                                   "clock_at", "data")}
+    content = {
+        k: row[k]
+        for k in ("execution_id", "runbook", "phase_id", "step_id", "kind", "clock_at", "data")
+    }
     return hashlib.sha256((prev_hash + _canonical(content)).encode()).hexdigest()
 
 
@@ -136,7 +138,12 @@ class Ledger:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine = _make_engine(url)
-        metadata.create_all(self._engine)
+        try:
+            metadata.create_all(self._engine)
+        except sa.exc.OperationalError:
+            # Another process created the tables between our check and our CREATE
+            # (two commands opening a fresh SQLite ledger at once); they exist now.
+            metadata.create_all(self._engine)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -156,22 +163,35 @@ class Ledger:
         workdir: str,
     ) -> Execution:
         row = dict(
-            id=execution_id, runbook=runbook, runbook_path=runbook_path, profile=profile,
-            profile_path=profile_path, mode=mode, status="running", options=options,
-            workdir=workdir, clock_now=None, flow_run_id=None, started_at=_utcnow(),
+            id=execution_id,
+            runbook=runbook,
+            runbook_path=runbook_path,
+            profile=profile,
+            profile_path=profile_path,
+            mode=mode,
+            status="running",
+            options=options,
+            workdir=workdir,
+            clock_now=None,
+            flow_run_id=None,
+            started_at=_utcnow(),
             ended_at=None,
         )
         with self._engine.begin() as conn:
-            if conn.execute(sa.select(executions.c.id).where(executions.c.id == execution_id)).first():
+            if conn.execute(
+                sa.select(executions.c.id).where(executions.c.id == execution_id)
+            ).first():
                 raise LedgerError(f"execution {execution_id} already exists")
             conn.execute(executions.insert().values(**row))
         return Execution(**row)
 
     def execution(self, execution_id: str) -> Execution:
         with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(executions).where(executions.c.id == execution_id)
-            ).mappings().first()
+            row = (
+                conn.execute(sa.select(executions).where(executions.c.id == execution_id))
+                .mappings()
+                .first()
+            )
         if row is None:
             raise LedgerError(f"no execution {execution_id!r} in the ledger {self.url}")
         return Execution(**row)
@@ -184,12 +204,20 @@ class Ledger:
     def find_unfinished(self, runbook: str, profile: str, mode: str) -> Execution | None:
         """The latest execution of this runbook on this profile that did not finish."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(executions)
-                .where(executions.c.runbook == runbook, executions.c.profile == profile,
-                       executions.c.mode == mode, executions.c.status.not_in(FINISHED))
-                .order_by(executions.c.started_at.desc())
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(executions)
+                    .where(
+                        executions.c.runbook == runbook,
+                        executions.c.profile == profile,
+                        executions.c.mode == mode,
+                        executions.c.status.not_in(FINISHED),
+                    )
+                    .order_by(executions.c.started_at.desc())
+                )
+                .mappings()
+                .first()
+            )
         return None if row is None else Execution(**row)
 
     def update_execution(self, execution_id: str, **values: Any) -> None:
@@ -197,7 +225,9 @@ class Ledger:
         if not set(values) <= allowed:
             raise LedgerError(f"cannot update {sorted(set(values) - allowed)} of an execution")
         with self._engine.begin() as conn:
-            conn.execute(executions.update().where(executions.c.id == execution_id).values(**values))
+            conn.execute(
+                executions.update().where(executions.c.id == execution_id).values(**values)
+            )
 
     # -- events ------------------------------------------------------------------
 
@@ -214,22 +244,30 @@ class Ledger:
     ) -> Event:
         """Append one event, chained to the previous one, in its own transaction."""
         row: dict[str, Any] = dict(
-            execution_id=execution_id, runbook=runbook, phase_id=phase_id, step_id=step_id,
-            kind=kind, clock_at=clock_at, recorded_at=_utcnow(),
+            execution_id=execution_id,
+            runbook=runbook,
+            phase_id=phase_id,
+            step_id=step_id,
+            kind=kind,
+            clock_at=clock_at,
+            recorded_at=_utcnow(),
             data=json.loads(_canonical(data or {})),
         )
         with self._engine.begin() as conn:
             prev = conn.execute(
-                sa.select(events.c.hash).where(events.c.execution_id == execution_id)
-                .order_by(events.c.seq.desc()).limit(1)
+                sa.select(events.c.hash)
+                .where(events.c.execution_id == execution_id)
+                .order_by(events.c.seq.desc())
+                .limit(1)
             ).scalar()
             row["prev_hash"] = prev or GENESIS
             row["hash"] = _event_hash(row["prev_hash"], row)
             seq = conn.execute(events.insert().values(**row)).inserted_primary_key[0]
         return Event(seq=seq, **row)
 
-    def events(self, execution_id: str, *, runbook: str | None = None,
-               step_id: str | None = None) -> list[Event]:
+    def events(
+        self, execution_id: str, *, runbook: str | None = None, step_id: str | None = None
+    ) -> list[Event]:
         query = sa.select(events).where(events.c.execution_id == execution_id)
         if runbook is not None:
             query = query.where(events.c.runbook == runbook)
@@ -241,8 +279,10 @@ class Ledger:
     def step_kinds(self, execution_id: str, runbook: str) -> dict[str, set[str]]:
         """For each step: the set of event kinds recorded for it."""
         query = sa.select(events.c.step_id, events.c.kind).where(
-            events.c.execution_id == execution_id, events.c.runbook == runbook,
-            events.c.step_id.is_not(None))
+            events.c.execution_id == execution_id,
+            events.c.runbook == runbook,
+            events.c.step_id.is_not(None),
+        )
         kinds: dict[str, set[str]] = {}
         with self._engine.connect() as conn:
             for step_id, kind in conn.execute(query):
@@ -267,17 +307,22 @@ class Ledger:
     def get_fact(self, execution_id: str, name: str) -> Any:
         with self._engine.connect() as conn:
             return conn.execute(
-                sa.select(facts.c.value).where(facts.c.execution_id == execution_id,
-                                               facts.c.name == name)
+                sa.select(facts.c.value).where(
+                    facts.c.execution_id == execution_id, facts.c.name == name
+                )
             ).scalar()
 
     def put_fact(self, execution_id: str, name: str, value: Any) -> None:
         value = json.loads(_canonical(value))
         with self._engine.begin() as conn:
-            conn.execute(facts.delete().where(facts.c.execution_id == execution_id,
-                                              facts.c.name == name))
-            conn.execute(facts.insert().values(execution_id=execution_id, name=name, value=value,
-                                               recorded_at=_utcnow()))
+            conn.execute(
+                facts.delete().where(facts.c.execution_id == execution_id, facts.c.name == name)
+            )
+            conn.execute(
+                facts.insert().values(
+                    execution_id=execution_id, name=name, value=value, recorded_at=_utcnow()
+                )
+            )
 
 
 class LedgerFacts:

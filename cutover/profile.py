@@ -22,7 +22,9 @@ class HttpEndpoint(_Model):
     url: str = Field(description="Base URL of the system's admin/health API")
     token: SecretRef | None = Field(None, description="Bearer token, if the API needs one")
     timeout: float = Field(10.0, description="Seconds per request")
-    verify: bool | str = Field(True, description="TLS verification: true, false or a CA bundle path")
+    verify: bool | str = Field(
+        True, description="TLS verification: true, false or a CA bundle path"
+    )
 
 
 class DatabaseEndpoint(_Model):
@@ -70,5 +72,6 @@ class Profile(_Model):
     ledger: str | None = Field(None, description="SQLAlchemy URL of the ledger")
     workdir: str | None = Field(None, description="Where exports, backups and reports go")
 
-    # Where the profile was loaded from; relative paths in it are relative to this.
+    # Where the profile was loaded from (for messages). Relative paths in a profile are
+    # relative to the directory commands run in, as with any command-line tool.
     source: Path | None = Field(None, exclude=True)

@@ -39,8 +39,10 @@ def step_lines(events: list[Event]) -> list[StepLine]:
     for event in events:
         if not event.step_id:
             continue
-        line = lines.setdefault((event.runbook, event.step_id),
-                                StepLine(event.runbook, event.phase_id or "", event.step_id))
+        line = lines.setdefault(
+            (event.runbook, event.step_id),
+            StepLine(event.runbook, event.phase_id or "", event.step_id),
+        )
         data = event.data
         if event.kind == "step-started":
             line.title, line.owner = data.get("title", ""), data.get("owner", "")
@@ -67,10 +69,19 @@ def step_lines(events: list[Event]) -> list[StepLine]:
 def timeline_rows(ledger: Ledger, execution_id: str) -> list[dict[str, str]]:
     """One row per step that ran, in the order it ran: the `timeline` artifact."""
     return [
-        {"runbook": s.runbook, "phase": s.phase, "step": s.step, "owner": s.owner,
-         "planned": s.planned, "finished": s.finished, "outcome": s.outcome,
-         "gates": f"{s.gates_passed} passed" + (f", {s.gates_failed} failed" if s.gates_failed else ""),
-         "decision": "; ".join(s.decisions), "reason": s.reason[:200]}
+        {
+            "runbook": s.runbook,
+            "phase": s.phase,
+            "step": s.step,
+            "owner": s.owner,
+            "planned": s.planned,
+            "finished": s.finished,
+            "outcome": s.outcome,
+            "gates": f"{s.gates_passed} passed"
+            + (f", {s.gates_failed} failed" if s.gates_failed else ""),
+            "decision": "; ".join(s.decisions),
+            "reason": s.reason[:200],
+        }
         for s in step_lines(ledger.events(execution_id))
     ]
 
@@ -96,8 +107,10 @@ def render_report(ledger: Ledger, execution_id: str) -> str:
     ]
     for s in lines:
         gates = f"{s.gates_passed}/{s.gates_passed + s.gates_failed}"
-        out.append(f"| {s.runbook} | {s.phase} | {s.step} | {s.owner} | {s.planned} | "
-                   f"{s.finished} | {s.outcome} | {gates} | {'; '.join(s.decisions)} |")
+        out.append(
+            f"| {s.runbook} | {s.phase} | {s.step} | {s.owner} | {s.planned} | "
+            f"{s.finished} | {s.outcome} | {gates} | {'; '.join(s.decisions)} |"
+        )
     failures = [s for s in lines if s.outcome == "failed"]
     if failures:
         out += ["", "## Failures", ""]
@@ -105,13 +118,26 @@ def render_report(ledger: Ledger, execution_id: str) -> str:
     rollback = [e for e in events if e.kind == "rollback-started"]
     if rollback:
         data = rollback[0].data
-        out += ["", "## Rollback", "",
-                f"Started at {_short(rollback[0].clock_at)} by step `{data.get('trigger_step')}`: "
-                f"{data.get('reason')}. Rollback runbook: `{data.get('runbook')}`."]
-    out += ["", "## Sign-off", "",
-            "We have reviewed this record and the evidence in the ledger.", "",
-            "| role | name | signature | date |", "|---|---|---|---|",
-            "| Cutover lead | | | |", "| Operations | | | |", "| Business owner | | | |", ""]
+        out += [
+            "",
+            "## Rollback",
+            "",
+            f"Started at {_short(rollback[0].clock_at)} by step `{data.get('trigger_step')}`: "
+            f"{data.get('reason')}. Rollback runbook: `{data.get('runbook')}`.",
+        ]
+    out += [
+        "",
+        "## Sign-off",
+        "",
+        "We have reviewed this record and the evidence in the ledger.",
+        "",
+        "| role | name | signature | date |",
+        "|---|---|---|---|",
+        "| Cutover lead | | | |",
+        "| Operations | | | |",
+        "| Business owner | | | |",
+        "",
+    ]
     return "\n".join(out)
 
 

@@ -56,8 +56,12 @@ def start(home: Path, port: int = DEFAULT_PORT, *, timeout: float = 120.0) -> st
     prefect = Path(sys.executable).with_name("prefect")
     process = subprocess.Popen(
         [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=server_env(home, port), stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True)
+        env=server_env(home, port),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     (home / "server.pid").write_text(str(process.pid))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -66,8 +70,9 @@ def start(home: Path, port: int = DEFAULT_PORT, *, timeout: float = 120.0) -> st
         if is_healthy(url):
             return url
         time.sleep(0.5)
-    raise CutoverError(f"the Prefect server did not answer within {timeout:.0f}s; "
-                       f"see {home / 'server.log'}")
+    raise CutoverError(
+        f"the Prefect server did not answer within {timeout:.0f}s; see {home / 'server.log'}"
+    )
 
 
 def stop(home: Path) -> bool:

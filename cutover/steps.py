@@ -126,7 +126,9 @@ def _register(kind: Kind, name: str) -> Callable[[Callable], Callable]:
         first = next(iter(inspect.signature(fn).parameters))
         params = hints.get(first)
         if not (inspect.isclass(params) and issubclass(params, Params)):
-            raise TypeError(f"{fn.__qualname__}: first parameter must be annotated with a Params model")
+            raise TypeError(
+                f"{fn.__qualname__}: first parameter must be annotated with a Params model"
+            )
         registry.add(StepType(name=name, kind=kind, params=params, fn=fn))
         return fn
 

@@ -42,41 +42,52 @@ class PrefectApprover:
             raise RuntimeError("a go/no-go can only be asked inside a Prefect flow run")
         flow_run_id = context.flow_run.id
         form = GoNoGo.with_initial_data(
-            description=_markdown(question), decision="no-go", approver="", comment="")
-        timer = threading.Timer(question.timeout.total_seconds(), _answer_for_nobody,
-                                args=(flow_run_id, question))
+            description=_markdown(question), decision="no-go", approver="", comment=""
+        )
+        timer = threading.Timer(
+            question.timeout.total_seconds(), _answer_for_nobody, args=(flow_run_id, question)
+        )
         timer.daemon = True
         timer.start()
         try:
             answer = pause_flow_run(
-                wait_for_input=form, key=f"go-no-go-{question.step_id}",
+                wait_for_input=form,
+                key=f"go-no-go-{question.step_id}",
                 timeout=int(question.timeout.total_seconds()) + PAUSE_MARGIN_SECONDS,
-                poll_interval=self._poll_interval)
+                poll_interval=self._poll_interval,
+            )
         finally:
             timer.cancel()
         automatic = answer.approver.startswith("cutover (")
-        return Decision(answer.decision, by=answer.approver, comment=answer.comment,
-                        automatic=automatic)
+        return Decision(
+            answer.decision, by=answer.approver, comment=answer.comment, automatic=automatic
+        )
 
 
 def _answer_for_nobody(flow_run_id: UUID, question: Question) -> None:
     hours = question.timeout.total_seconds() / 3600
     try:
-        resume_flow_run(flow_run_id, run_input={
-            "decision": question.on_timeout,
-            "approver": f"cutover (no answer within {hours:g} h)",
-            "comment": f"deadline passed; the runbook says {question.on_timeout}"})
+        resume_flow_run(
+            flow_run_id,
+            run_input={
+                "decision": question.on_timeout,
+                "approver": f"cutover (no answer within {hours:g} h)",
+                "comment": f"deadline passed; the runbook says {question.on_timeout}",
+            },
+        )
     except NotPausedError:
         pass  # answered at the last moment
 
 
 def _markdown(question: Question) -> str:
     approvers = ", ".join(question.approvers) or "the release engineer"
-    return (f"### Go / no-go: `{question.step_id}`\n\n{question.text}\n\n"
-            f"**Who decides:** {approvers}  \n"
-            f"**No answer within {question.timeout}:** {question.on_timeout}\n\n"
-            "Or from a terminal: `cutover approve EXECUTION --step "
-            f"{question.step_id} --by NAME --decision go|no-go`")
+    return (
+        f"### Go / no-go: `{question.step_id}`\n\n{question.text}\n\n"
+        f"**Who decides:** {approvers}  \n"
+        f"**No answer within {question.timeout}:** {question.on_timeout}\n\n"
+        "Or from a terminal: `cutover approve EXECUTION --step "
+        f"{question.step_id} --by NAME --decision go|no-go`"
+    )
 
 
 def current_flow_run() -> dict[str, str]:

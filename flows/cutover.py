@@ -7,11 +7,16 @@ and a phase subflow all start the same way.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
-from prefect.artifacts import update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
@@ -58,20 +63,37 @@ def run_step(session: Session, script: Script, step: PlannedStep) -> StepResult:
         logger.error("%s failed: %s (policy: %s)", step.step.id, result.reason, result.policy)
     else:
         logger.info("%s %s", step.step.id, result.outcome)
-    for event in session.ledger.events(session.execution_id, runbook=script.name,
-                                       step_id=step.step.id):
-        table = (event.data.get("evidence") or {}).get("table") if event.kind == "action-done" \
-            else event.data.get("observed", {}).get("table") if isinstance(
-                event.data.get("observed"), dict) else None
-        if table:
-            create_table_artifact(table, key=f"reconcile-{step.step.id}"[:60],
-                                  description=f"{step.step.id}: {step.step.title}")
+    for index, table in enumerate(_evidence_tables(session, script, step)):
+        create_table_artifact(
+            table,
+            key=f"reconcile-{step.step.id}-{index}"[:60].rstrip("-"),
+            description=f"{step.step.id}: {step.step.title}",
+        )
     return result
 
 
+def _evidence_tables(session: Session, script: Script, step: PlannedStep) -> list[list[dict]]:
+    """Reconciliation tables a step's action or gates produced, to show as artifacts."""
+    tables = []
+    for event in session.ledger.events(
+        session.execution_id, runbook=script.name, step_id=step.step.id
+    ):
+        holder = (
+            event.data.get("evidence")
+            if event.kind == "action-done"
+            else event.data.get("observed")
+            if event.kind.startswith("gate-")
+            else None
+        )
+        if isinstance(holder, dict) and isinstance(holder.get("table"), list) and holder["table"]:
+            tables.append(holder["table"])
+    return tables
+
+
 @flow(name="phase", flow_run_name="{role}-{phase_id}", persist_result=False)
-def run_phase(ledger_url: str, execution_id: str, role: str, phase_id: str,
-              progress_id: str | None = None) -> dict[str, Any]:
+def run_phase(
+    ledger_url: str, execution_id: str, role: str, phase_id: str, progress_id: str | None = None
+) -> dict[str, Any]:
     """Run the steps of one phase in time order; stop at the first failure the policy won't pass."""
     session, script = _open(ledger_url, execution_id, role)
     done_kinds = session.ledger.step_kinds(execution_id, script.name)
@@ -82,7 +104,9 @@ def run_phase(ledger_url: str, execution_id: str, role: str, phase_id: str,
             continue  # done in an earlier run: not even a task, so nothing can repeat
         wait_for(session, step)
         name = f"{step.at.format('MM-DD HH:mm')} {step.step.id}"
-        result = run_step.with_options(task_run_name=name)(quote(session), quote(script), quote(step))
+        result = run_step.with_options(task_run_name=name)(
+            quote(session), quote(script), quote(step)
+        )
         if progress_id:
             done, total = progress(session, script)
             update_progress_artifact(progress_id, 100.0 * done / total)
@@ -91,8 +115,12 @@ def run_phase(ledger_url: str, execution_id: str, role: str, phase_id: str,
         if result.policy == "ask" and ask_after_failure(session, script, step, result).go:
             continue
         if result.policy == "rollback":
-            return {"status": "rollback", "step": step.step.id, "reason": result.reason,
-                    "runbook": result.rollback_runbook}
+            return {
+                "status": "rollback",
+                "step": step.step.id,
+                "reason": result.reason,
+                "runbook": result.rollback_runbook,
+            }
         return {"status": "halted", "step": step.step.id, "reason": result.reason}
     return {"status": "completed"}
 
@@ -105,8 +133,11 @@ def cutover(ledger_url: str, execution_id: str) -> str:
     ledger = session.ledger
     ledger.update_execution(execution_id, status="running", **_flow_run_fields())
     facts = ledger.facts(execution_id)
-    progress_id = str(create_progress_artifact(0.0, key="progress",
-                                              description=f"{main.runbook.title}: steps done"))
+    progress_id = str(
+        create_progress_artifact(
+            0.0, key="progress", description=f"{main.runbook.title}: steps done"
+        )
+    )
     outcome: dict[str, Any] = {"status": "completed"}
     if facts.get("rollback-runbook") is None:
         outcome = _run_script(ledger_url, execution_id, "main", main, progress_id)
@@ -115,20 +146,28 @@ def cutover(ledger_url: str, execution_id: str) -> str:
     if facts.get("rollback-runbook") is not None:
         session, rollback = _open(ledger_url, execution_id, "rollback")
         back = _run_script(ledger_url, execution_id, "rollback", rollback, progress_id)
-        outcome = {**outcome, "status": "rolled-back" if back["status"] == "completed"
-                   else "rollback-failed", "rollback": back}
+        outcome = {
+            **outcome,
+            "status": "rolled-back" if back["status"] == "completed" else "rollback-failed",
+            "rollback": back,
+        }
     status = outcome["status"]
     session, main = _open(ledger_url, execution_id, "main")  # the subflows moved the clock on
     session.record(main, f"execution-{status}", data=outcome)
     _publish(session, main)
-    ledger.update_execution(execution_id, status=status, clock_now=session.clock_text(),
-                            **({"ended_at": _now()} if status != "halted" else {}))
+    ledger.update_execution(
+        execution_id,
+        status=status,
+        clock_now=session.clock_text(),
+        **({"ended_at": _now()} if status != "halted" else {}),
+    )
     logger.info("execution %s: %s", execution_id, status)
     return status
 
 
-def _run_script(ledger_url: str, execution_id: str, role: str, script: Script,
-                progress_id: str) -> dict[str, Any]:
+def _run_script(
+    ledger_url: str, execution_id: str, role: str, script: Script, progress_id: str
+) -> dict[str, Any]:
     for phase in script.runbook.phases:
         outcome = run_phase(ledger_url, execution_id, role, phase.id, progress_id)
         if outcome["status"] != "completed":
@@ -140,19 +179,26 @@ def _start_rollback(session: Session, main: Script, outcome: dict[str, Any]) -> 
     runbook_ref = outcome.get("runbook")
     if not runbook_ref:
         raise RuntimeError(f"step {outcome['step']} asks for a rollback but names no runbook")
-    session.record(main, "rollback-started", data={
-        "trigger_step": outcome["step"], "reason": outcome["reason"], "runbook": runbook_ref})
+    session.record(
+        main,
+        "rollback-started",
+        data={"trigger_step": outcome["step"], "reason": outcome["reason"], "runbook": runbook_ref},
+    )
     session.ledger.facts(session.execution_id).put("rollback-runbook", runbook_ref)
 
 
 def _publish(session: Session, main: Script) -> None:
     rows = timeline_rows(session.ledger, session.execution_id)
     if rows:
-        create_table_artifact(rows, key="timeline",
-                              description=f"{main.runbook.title} ({main.runbook.timezone})")
+        create_table_artifact(
+            rows, key="timeline", description=f"{main.runbook.title} ({main.runbook.timezone})"
+        )
     report = write_report(session.ledger, session.execution_id, session.workdir)
-    create_markdown_artifact(report.read_text(encoding="utf-8"), key="cutover-report",
-                             description="Cutover report for sign-off")
+    create_markdown_artifact(
+        report.read_text(encoding="utf-8"),
+        key="cutover-report",
+        description="Cutover report for sign-off",
+    )
 
 
 def _flow_run_fields() -> dict[str, str]:
@@ -160,7 +206,5 @@ def _flow_run_fields() -> dict[str, str]:
     return {"flow_run_id": located["flow_run_id"]} if located else {}
 
 
-def _now() -> Any:
-    from datetime import UTC, datetime
-
+def _now() -> datetime:
     return datetime.now(UTC)

@@ -13,4 +13,5 @@ from tasks import (  # noqa: F401  (imported for their registrations)
     reconcile,
     ssh,
     transfer,
+    wait,
 )

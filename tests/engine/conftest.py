@@ -39,4 +39,7 @@ def prefect_api() -> Iterator[str]:
         with temporary_settings({PREFECT_API_URL: url}):
             yield url
     finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)  # send the last run logs while the server listens
         server.stop(home)

@@ -19,8 +19,19 @@ def _start(profile: Path, ledger_url: str) -> tuple[threading.Thread, dict[str, 
     result: dict[str, int] = {}
 
     def run() -> None:
-        result["code"] = main(["rehearse", str(RUNBOOK), "--env", str(profile), "--new",
-                               "--ledger", ledger_url, "--poll-interval", "0.2"])
+        result["code"] = main(
+            [
+                "rehearse",
+                str(RUNBOOK),
+                "--env",
+                str(profile),
+                "--new",
+                "--ledger",
+                ledger_url,
+                "--poll-interval",
+                "0.2",
+            ]
+        )
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -50,16 +61,34 @@ def test_go_from_the_command_line_resumes_the_paused_run(prefect_api, fresh_sand
     # While paused, the step after the approval has not run: the notice is still up.
     assert httpx.get(f"{fresh_sandbox.old_url}/notice").json()["active"] is True
 
-    code = main(["approve", execution_id, "--step", "go-no-go", "--by", "Li Ming (duty lead)",
-                 "--decision", "go", "--comment", "checks reviewed", "--ledger", ledger_url])
+    code = main(
+        [
+            "approve",
+            execution_id,
+            "--step",
+            "go-no-go",
+            "--by",
+            "Li Ming (duty lead)",
+            "--decision",
+            "go",
+            "--comment",
+            "checks reviewed",
+            "--ledger",
+            ledger_url,
+        ]
+    )
     assert code == 0
     thread.join(timeout=90)
     assert result["code"] == 0
 
     ledger = Ledger(ledger_url)
     [decision] = [e for e in ledger.events(execution_id) if e.kind == "decision"]
-    assert decision.data == {"decision": "go", "by": "Li Ming (duty lead)",
-                             "comment": "checks reviewed", "automatic": False}
+    assert decision.data == {
+        "decision": "go",
+        "by": "Li Ming (duty lead)",
+        "comment": "checks reviewed",
+        "automatic": False,
+    }
     assert ledger.execution(execution_id).status == "completed"
     assert httpx.get(f"{fresh_sandbox.old_url}/notice").json()["active"] is False
 
@@ -67,8 +96,23 @@ def test_go_from_the_command_line_resumes_the_paused_run(prefect_api, fresh_sand
 def test_no_go_halts_and_a_second_answer_is_refused(prefect_api, fresh_sandbox, ledger_url, capsys):
     thread, result = _start(fresh_sandbox.profile_path, ledger_url)
     execution_id = _wait_for_question(ledger_url)
-    assert main(["approve", execution_id, "--step", "go-no-go", "--by", "Chen Jie",
-                 "--decision", "no-go", "--ledger", ledger_url]) == 0
+    assert (
+        main(
+            [
+                "approve",
+                execution_id,
+                "--step",
+                "go-no-go",
+                "--by",
+                "Chen Jie",
+                "--decision",
+                "no-go",
+                "--ledger",
+                ledger_url,
+            ]
+        )
+        == 0
+    )
     thread.join(timeout=90)
     assert result["code"] == 2  # halted
 
@@ -79,6 +123,21 @@ def test_no_go_halts_and_a_second_answer_is_refused(prefect_api, fresh_sandbox, 
     assert ledger.execution(execution_id).status == "halted"
 
     capsys.readouterr()
-    assert main(["approve", execution_id, "--step", "go-no-go", "--by", "Chen Jie",
-                 "--decision", "go", "--ledger", ledger_url]) == 1
+    assert (
+        main(
+            [
+                "approve",
+                execution_id,
+                "--step",
+                "go-no-go",
+                "--by",
+                "Chen Jie",
+                "--decision",
+                "go",
+                "--ledger",
+                ledger_url,
+            ]
+        )
+        == 1
+    )
     assert "already decided" in capsys.readouterr().err

@@ -35,8 +35,18 @@ def _kinds(ledger: Ledger, execution_id: str, runbook: str) -> dict[str, set[str
 
 def test_shanxi_rehearsal_completes_every_step(prefect_api, fresh_sandbox, home, capsys):
     ledger_url = f"sqlite:///{home / 'ledger.db'}"
-    code = main(["rehearse", str(SHANXI), "--env", str(fresh_sandbox.profile_path),
-                 "--auto-approve", "--new", "--ledger", ledger_url])
+    code = main(
+        [
+            "rehearse",
+            str(SHANXI),
+            "--env",
+            str(fresh_sandbox.profile_path),
+            "--auto-approve",
+            "--new",
+            "--ledger",
+            ledger_url,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
 
@@ -64,8 +74,9 @@ def test_shanxi_rehearsal_completes_every_step(prefect_api, fresh_sandbox, home,
     assert '"accepted"' in ack.read_text()
     engine = sa.create_engine(f"sqlite:///{fresh_sandbox.dir / 'new.db'}")
     with engine.connect() as conn:
-        residents = conn.execute(sa.text(
-            "select count(*) from persons where insurance_type = 'urban_rural_resident'")).scalar()
+        residents = conn.execute(
+            sa.text("select count(*) from persons where insurance_type = 'urban_rural_resident'")
+        ).scalar()
         persons = conn.execute(sa.text("select count(*) from persons")).scalar()
     engine.dispose()
     assert residents == 0 and persons > 1000
@@ -74,11 +85,22 @@ def test_shanxi_rehearsal_completes_every_step(prefect_api, fresh_sandbox, home,
 
 
 def test_core_health_failure_rolls_back_to_an_unchanged_old_system(
-        prefect_api, fresh_sandbox, home, capsys):
+    prefect_api, fresh_sandbox, home, capsys
+):
     fresh_sandbox.fault("new:health-fail")
     ledger_url = f"sqlite:///{home / 'ledger.db'}"
-    code = main(["rehearse", str(SHANXI), "--env", str(fresh_sandbox.profile_path),
-                 "--auto-approve", "--new", "--ledger", ledger_url])
+    code = main(
+        [
+            "rehearse",
+            str(SHANXI),
+            "--env",
+            str(fresh_sandbox.profile_path),
+            "--auto-approve",
+            "--new",
+            "--ledger",
+            ledger_url,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 3, out
 
@@ -88,13 +110,18 @@ def test_core_health_failure_rolls_back_to_an_unchanged_old_system(
     main_kinds = _kinds(ledger, execution.id, "shanxi-2023-shutdown-upgrade")
     assert "step-failed" in main_kinds["restore-core"]
     # Retried three times before rolling back, and nothing after restore-core ran.
-    retries = [e for e in ledger.events(execution.id, step_id="restore-core") if e.kind == "step-retry"]
+    retries = [
+        e for e in ledger.events(execution.id, step_id="restore-core") if e.kind == "step-retry"
+    ]
     assert len(retries) == 2
     assert "restore-interfaces" not in main_kinds
     back = _kinds(ledger, execution.id, "qingyuan-2021-rollback")
     assert all("step-completed" in k for k in back.values()), back
-    proof = [e for e in ledger.events(execution.id, step_id="prove-old-unchanged")
-             if e.kind == "gate-passed"]
+    proof = [
+        e
+        for e in ledger.events(execution.id, step_id="prove-old-unchanged")
+        if e.kind == "gate-passed"
+    ]
     assert proof and proof[0].data["check"] == "reconcile.checksums"
 
     old = httpx.get(f"{fresh_sandbox.old_url}/channels").json()["channels"]

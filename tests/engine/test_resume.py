@@ -24,21 +24,37 @@ pytestmark = pytest.mark.slow
 def _completed(ledger_url: str) -> int:
     ledger = Ledger(ledger_url)
     try:
-        return sum(1 for execution in ledger.executions() for e in ledger.events(execution.id)
-                   if e.kind == "step-completed")
+        return sum(
+            1
+            for execution in ledger.executions()
+            for e in ledger.events(execution.id)
+            if e.kind == "step-completed"
+        )
     finally:
         ledger.close()
 
 
 def test_sigkill_then_same_command_resumes_without_repeating_side_effects(
-        prefect_api, fresh_sandbox, tmp_path):
+    prefect_api, fresh_sandbox, tmp_path
+):
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    command = [str(CUTOVER), "rehearse", str(SHANXI), "--env", str(fresh_sandbox.profile_path),
-               "--auto-approve", "--pace", "0.3", "--ledger", ledger_url]
+    command = [
+        str(CUTOVER),
+        "rehearse",
+        str(SHANXI),
+        "--env",
+        str(fresh_sandbox.profile_path),
+        "--auto-approve",
+        "--pace",
+        "0.3",
+        "--ledger",
+        ledger_url,
+    ]
     env = {**os.environ, "CUTOVER_HOME": str(tmp_path / "home")}
 
-    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+    first = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while _completed(ledger_url) < 9 and time.monotonic() < deadline:
         assert first.poll() is None, first.stdout.read().decode()
@@ -63,7 +79,10 @@ def test_sigkill_then_same_command_resumes_without_repeating_side_effects(
     assert max(actions.values()) == 1, actions
     # ... and the systems saw each side effect once: each stop (partial or whole) of each
     # old-system channel was called once.
-    stops = Counter((call["path"], repr(call.get("body"))) for call in fresh_sandbox.audit("old")
-                    if call["method"] == "POST" and call["path"].endswith("/stop"))
+    stops = Counter(
+        (call["path"], repr(call.get("body")))
+        for call in fresh_sandbox.audit("old")
+        if call["method"] == "POST" and call["path"].endswith("/stop")
+    )
     assert stops and max(stops.values()) == 1, stops
     assert ledger.verify_chain(execution.id)[0]
