@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from cutover.errors import ApprovalError
+from cutover.errors import ApprovalError, LedgerError
 from cutover.ledger import Ledger
+
+
+def resolve_execution(ledger: Ledger, run_id: str) -> str:
+    """An execution id, from itself or from the id of its Prefect flow run or phase subflow run."""
+    try:
+        return ledger.execution(run_id).id
+    except LedgerError:
+        pass
+    for execution in reversed(ledger.executions()):
+        if execution.flow_run_id == run_id:
+            return execution.id
+        if any(e.kind == "approval-requested" and e.data.get("flow_run_id") == run_id
+               for e in ledger.events(execution.id)):
+            return execution.id
+    raise ApprovalError(f"{run_id!r} is neither an execution nor a Prefect flow run in the "
+                        f"ledger {ledger.url}; `cutover status` lists the executions")
 
 
 def pending_question(ledger: Ledger, execution_id: str, step_id: str) -> dict[str, object]:
@@ -33,7 +49,7 @@ def approve(
     from prefect import resume_flow_run
     from prefect.exceptions import FlowPauseTimeout, NotPausedError
 
-    ledger.execution(execution_id)  # a clear error for an unknown execution
+    execution_id = resolve_execution(ledger, execution_id)
     question = pending_question(ledger, execution_id, step_id)
     flow_run_id = str(question.get("flow_run_id") or "")
     if not flow_run_id:

@@ -296,8 +296,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _ledger_url(args: argparse.Namespace) -> str:
+    """--ledger, else the profile's ledger (--env), else $CUTOVER_HOME/ledger.db."""
     if args.ledger:
         return args.ledger
+    if args.env:
+        from cutover.load import load_profile
+
+        profile = load_profile(args.env)
+        if profile.ledger:
+            return profile.ledger
     return f"sqlite:///{_home() / 'ledger.db'}"
 
 
@@ -388,17 +395,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--by", required=True, help="your name, recorded in the ledger")
     p.add_argument("--decision", required=True, choices=["go", "no-go"])
     p.add_argument("--comment", default="")
-    p.add_argument("--ledger")
+    p.add_argument("--ledger", help="SQLAlchemy URL of the ledger")
+    p.add_argument("--env", type=_profile_arg, help="take the ledger from this profile")
     p.set_defaults(handler=cmd_approve)
 
     p = sub.add_parser("status", help="executions, or one execution's steps")
     p.add_argument("execution", nargs="?")
-    p.add_argument("--ledger")
+    p.add_argument("--ledger", help="SQLAlchemy URL of the ledger")
+    p.add_argument("--env", type=_profile_arg, help="take the ledger from this profile")
     p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser("report", help="write the report of an execution")
     p.add_argument("execution")
-    p.add_argument("--ledger")
+    p.add_argument("--ledger", help="SQLAlchemy URL of the ledger")
+    p.add_argument("--env", type=_profile_arg, help="take the ledger from this profile")
     p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("server", help="a local Prefect server with its UI")

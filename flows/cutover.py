@@ -35,6 +35,7 @@ from cutover.ledger import Ledger
 from cutover.plan import PlannedStep
 from cutover.report import timeline_rows, write_report
 from flows.approval import PrefectApprover, current_flow_run
+from flows.retire import retire_flow_run
 
 
 def _approver(session: Session) -> Approver:
@@ -131,7 +132,12 @@ def cutover(ledger_url: str, execution_id: str) -> str:
     logger = get_run_logger()
     session, main = _open(ledger_url, execution_id, "main")
     ledger = session.ledger
-    ledger.update_execution(execution_id, status="running", **_flow_run_fields())
+    previous = ledger.execution(execution_id).flow_run_id
+    current = _flow_run_fields()
+    if previous and current and previous != current["flow_run_id"]:
+        for run_id in retire_flow_run(previous, current["flow_run_id"]):
+            logger.info("marked flow run %s Crashed: this run resumes its execution", run_id)
+    ledger.update_execution(execution_id, status="running", **current)
     facts = ledger.facts(execution_id)
     progress_id = str(
         create_progress_artifact(

@@ -369,8 +369,16 @@ class HubService:
 
     def notify(self, request: Request) -> Response:
         body = request.json()
+        key = body.get("id")
+        if key is not None:
+            # A sender's retry after a lost answer must not notify people twice.
+            with self._lock:
+                for sent in self._messages:
+                    if sent.get("idempotency_key") == str(key):
+                        return Response(200, sent)
         to = body["to"]
         message = {
+            "idempotency_key": None if key is None else str(key),
             "to": [to] if isinstance(to, str) else list(to),
             "subject": str(body["subject"]),
             "body": str(body.get("body", "")),

@@ -64,8 +64,7 @@ def database_url(ctx: StepContext, name: str) -> URL:
     url = url.set(drivername=_DEFAULT_DRIVERS.get(url.drivername, url.drivername))
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         path = Path(url.database).expanduser()
-        if not path.is_absolute() and ctx.profile.source is not None:
-            path = ctx.profile.source.parent / path  # profile paths are relative to the profile
+        path = path.resolve()  # relative to where the command runs, like every profile path
         if not path.is_file():
             # sqlite3 would silently create an empty database instead.
             raise ConnectError(f"target {name!r}: SQLite database {path} does not exist")

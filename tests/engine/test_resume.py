@@ -86,3 +86,5 @@ def test_sigkill_then_same_command_resumes_without_repeating_side_effects(
     )
     assert stops and max(stops.values()) == 1, stops
     assert ledger.verify_chain(execution.id)[0]
+    # The killed process's flow run does not linger as Running in the UI.
+    assert "marked flow run" in second.stdout + second.stderr

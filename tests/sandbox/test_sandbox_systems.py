@@ -223,6 +223,16 @@ def test_hub_notify(fresh_sandbox: Sandbox) -> None:
     assert httpx.post(f"{url}/notify", json={"body": "no subject"}).status_code == 400
 
 
+def test_hub_sends_a_message_once_per_idempotency_key(fresh_sandbox: Sandbox) -> None:
+    url = fresh_sandbox.hub_url
+    message = {"id": "exec-1:notify-partners", "to": ["banks"], "subject": "Keep old interfaces"}
+    first = httpx.post(f"{url}/notify", json=message)
+    again = httpx.post(f"{url}/notify", json=message)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["id"] == first.json()["id"]
+    assert len(httpx.get(f"{url}/notify").json()) == 1
+
+
 def test_profile_matches_the_model(sandbox: Sandbox) -> None:
     profile = Profile.model_validate(yaml.safe_load(sandbox.profile_path.read_text()))
     assert set(profile.targets) == {
