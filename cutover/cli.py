@@ -14,8 +14,12 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cutover.errors import CutoverError, RunbookError
+
+if TYPE_CHECKING:
+    from cutover.ledger import Event, Ledger
 
 EXIT = {"completed": 0, "halted": 2, "rolled-back": 3, "rollback-failed": 4}
 DEFAULT_PROFILE = Path("config/sandbox.yaml")
@@ -123,6 +127,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
     runbook, profile = loaded.runbook.name, loaded.profile.name
     print(f"{verb} execution {execution.id} ({mode}) of {runbook} on {profile}")
     _use_prefect_api()
+    if not args.verbose:
+        # Our own one line per step replaces Prefect's console log; the UI keeps it all.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     status = _run_flow(
         ledger_url,
         execution.id,
@@ -154,12 +161,18 @@ def _run_flow(
         watcher.join(timeout=5)
 
 
-def _watch(ledger: object, execution_id: str, stop: threading.Event) -> None:
+def _watch(ledger: Ledger, execution_id: str, stop: threading.Event) -> None:
     """Print one line per finished step, decision or rollback, as the ledger records them."""
     seen = 0
+    flow_run_id = ledger.execution(execution_id).flow_run_id
     while True:
         finished = stop.wait(0.3)
-        for event in ledger.events(execution_id)[seen:]:  # type: ignore[attr-defined]
+        current = ledger.execution(execution_id).flow_run_id
+        if current and current != flow_run_id:
+            flow_run_id = current
+            ui = os.environ["PREFECT_API_URL"].removesuffix("/").removesuffix("/api")
+            print(f"  watch it in the Prefect UI: {ui}/runs/flow-run/{current}", flush=True)
+        for event in ledger.events(execution_id)[seen:]:
             seen += 1
             line = _event_line(event, execution_id)
             if line:
@@ -168,9 +181,9 @@ def _watch(ledger: object, execution_id: str, stop: threading.Event) -> None:
             return
 
 
-def _event_line(event: object, execution_id: str) -> str | None:
-    kind, data, step = event.kind, event.data, event.step_id  # type: ignore[attr-defined]
-    at = event.clock_at[:16].replace("T", " ")  # type: ignore[attr-defined]
+def _event_line(event: Event, execution_id: str) -> str | None:
+    kind, data, step = event.kind, event.data, event.step_id
+    at = event.clock_at[:16].replace("T", " ")
     if kind == "step-completed":
         return f"  {at}  {'ok':6} {step}" + (
             "  (overridden by a person)" if data.get("overridden") else ""
@@ -192,11 +205,11 @@ def _event_line(event: object, execution_id: str) -> str | None:
     return None
 
 
-def _print_outcome(ledger: object, execution_id: str, status: str) -> None:
+def _print_outcome(ledger: Ledger, execution_id: str, status: str) -> None:
     from cutover.report import timeline_rows
 
-    execution = ledger.execution(execution_id)  # type: ignore[attr-defined]
-    rows = timeline_rows(ledger, execution_id)  # type: ignore[arg-type]
+    execution = ledger.execution(execution_id)
+    rows = timeline_rows(ledger, execution_id)
     print()
     print(
         _table(
@@ -206,7 +219,7 @@ def _print_outcome(ledger: object, execution_id: str, status: str) -> None:
     )
     print()
     print(f"execution {execution_id}: {status}")
-    print(f"ledger: {ledger.url}")  # type: ignore[attr-defined]
+    print(f"ledger: {ledger.url}")
     print(f"report: {Path(execution.workdir) / 'report.md'}")
 
 
@@ -369,6 +382,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--new", action="store_true", help="start afresh instead of resuming")
         p.add_argument("--execution-id", help="resume (or start) this execution")
         p.add_argument("--ledger", help="SQLAlchemy URL of the ledger")
+        p.add_argument("--verbose", action="store_true", help="also print Prefect's own log")
         p.add_argument(
             "--poll-interval",
             type=float,

@@ -8,6 +8,7 @@ that times out in Prefect fails the run beyond repair (see PREFECT.md §1).
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from typing import Literal
 from uuid import UUID
@@ -44,9 +45,10 @@ class PrefectApprover:
         form = GoNoGo.with_initial_data(
             description=_markdown(question), decision="no-go", approver="", comment=""
         )
-        timer = threading.Timer(
-            question.timeout.total_seconds(), _answer_for_nobody, args=(flow_run_id, question)
-        )
+        # The timer thread must talk to the same Prefect API as this run: copy the
+        # context, since Prefect's settings live in context variables.
+        timer = threading.Timer(question.timeout.total_seconds(), contextvars.copy_context().run,
+                                args=(_answer_for_nobody, flow_run_id, question))
         timer.daemon = True
         timer.start()
         try:

@@ -22,6 +22,10 @@ import paramiko
 from paramiko import SFTPAttributes, SFTPHandle, SFTPServer, SFTPServerInterface
 from paramiko.sftp import SFTP_FAILURE, SFTP_OK, SFTP_OP_UNSUPPORTED, SFTP_PERMISSION_DENIED
 
+# Server-side transports log here (see set_log_channel below): clients hanging up
+# mid-session is normal in a sandbox and must not be printed as an error.
+logging.getLogger("sandbox.ssh").addHandler(logging.NullHandler())
+
 with warnings.catch_warnings():
     # pyftpdlib 2.2 imports asyncore/asynchat, deprecated on Python 3.11 (vendored from 3.12);
     # the test suite runs with warnings as errors.
@@ -244,6 +248,8 @@ class SshServer:
                 return
             conn.settimeout(None)
             transport = paramiko.Transport(conn)
+            # A client hanging up is normal here; paramiko would print it to stderr.
+            transport.set_log_channel("sandbox.ssh")
             transport.add_server_key(self._host_key)
             transport.set_subsystem_handler(
                 "sftp", SFTPServer, _Sftp, str(self._drop), self._on_change

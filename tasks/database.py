@@ -3,7 +3,8 @@
 Every action checks before it acts, so a re-run after a crash repeats nothing:
 frozen tables are not frozen again, a verified export is not written again, a
 table that already holds a batch is not loaded again. Dialect SQL and CSV live
-in `tasks._db`; manifests and their verification in `tasks.reconcile`.
+in `tasks._db`, the freeze triggers in `tasks._freeze`, export batches (manifests and
+their verification) in `tasks._batch`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pydantic import Field, model_validator
 from cutover.errors import ConnectError, StepError
 from cutover.steps import Evidence, StepContext, Verdict, action, check
 from cutover.types import Params, TargetName
-from tasks import _db
-from tasks.reconcile import (
+from tasks import _db, _freeze
+from tasks._batch import (
     MANIFEST,
     SAFE_NAME,
     TableSpec,
@@ -107,11 +108,11 @@ def freeze(params: Freeze, ctx: StepContext) -> Evidence:
             tables = _db.require_tables(conn, params.tables)
             frozen, already = [], []
             for table in tables:
-                created = _db.freeze_table(conn, table)
+                created = _freeze.freeze_table(conn, table)
                 (frozen if created else already).append(table)
             conn.commit()
-        errors = _db.probe_writes(db, tables)
-    refused = {t: m for t, m in errors.items() if _db.FREEZE_MARK in m}
+        errors = _freeze.probe_writes(db, tables)
+    refused = {t: m for t, m in errors.items() if _freeze.FREEZE_MARK in m}
     not_refused = {t: errors[t] or "the write went through" for t in tables if t not in refused}
     evidence = {"target": params.target, "dialect": db.engine.dialect.name, "frozen": frozen,
                 "already_frozen": already, "verification": {
@@ -129,9 +130,9 @@ def unfreeze(params: Unfreeze, ctx: StepContext) -> Evidence:
     """Drop the freeze triggers; tables without them are left alone."""
     with _db.open_database(ctx, params.target) as db, db.connect("unfreeze") as conn:
         tables = _db.require_tables(conn, params.tables)
-        dropped = [t for t in tables if _db.unfreeze_table(conn, t)]
+        dropped = [t for t in tables if _freeze.unfreeze_table(conn, t)]
         conn.commit()
-        remaining = [t for t in tables if _db.freeze_triggers(conn, t)]
+        remaining = [t for t in tables if _freeze.freeze_triggers(conn, t)]
     if remaining:
         raise StepError(f"freeze triggers still on {', '.join(remaining)} of {params.target}")
     return {"target": params.target, "unfrozen": dropped,

@@ -18,35 +18,33 @@ receiver's inbox holds exactly what the interface agreement says.
 
 from __future__ import annotations
 
-import ftplib
 import hashlib
 import json
 import posixpath
-import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
-from cutover.errors import ConnectError, StepError
+from cutover.errors import StepError
 from cutover.steps import Evidence, StepContext, Verdict, action, check
 from cutover.types import Duration, Params, TargetName, format_duration
-from tasks._ssh import CHUNK, sftp_session
+from tasks._batch import MANIFEST, SAFE_NAME, export_dir, file_sha256
+from tasks._ftp import ftp_session
+from tasks._ssh import sftp_session
 
-MANIFEST = "manifest.json"
 READ_BACK_LIMIT = 16 << 20
 Proto = Literal["sftp", "ftp"]
 Stat = tuple[int, float | None]  # (size, mtime) of a remote file
-_BATCH = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class PutBatch(Params):
     target: TargetName = Field(description="The drop to upload to")
-    batch: str = Field(pattern=_BATCH, description="Export batch in workdir/exports/<batch>")
+    batch: str = Field(pattern=SAFE_NAME, description="Export batch in workdir/exports/<batch>")
     remote_dir: str = Field(
         "inbox", description="Directory under the drop's root; files go to <remote_dir>/<batch>/"
     )
@@ -62,13 +60,15 @@ class GetFile(Params):
 
 class AckCheck(Params):
     target: TargetName = Field(description="The drop the receiver answers on")
-    batch: str = Field(pattern=_BATCH, description="Export batch whose ack to wait for")
+    batch: str = Field(pattern=SAFE_NAME, description="Export batch whose ack to wait for")
     remote_dir: str = Field("outbox", description="Directory with <batch>/ack.json")
     timeout: Duration = Field(timedelta(minutes=2), description="How long to wait for the ack")
     poll: Duration = Field(timedelta(seconds=2), description="How often to look")
 
 
 class Drop(Protocol):
+    """What transfers need of a drop: `tasks._ssh.SftpDrop` and `tasks._ftp.FtpDrop`."""
+
     def stat(self, path: str) -> Stat | None: ...
     def makedirs(self, path: str) -> None: ...
     def put(self, local: Path, remote: str) -> None: ...
@@ -76,109 +76,6 @@ class Drop(Protocol):
     def read(self, path: str, limit: int = 1 << 20) -> bytes | None: ...
     def sha256(self, path: str) -> str: ...
     def get(self, remote: str, local: Path) -> None: ...
-
-
-class FtpDrop:
-    """The Drop operations over one FTP (or FTPS) control connection, binary mode."""
-
-    def __init__(self, ftp: ftplib.FTP) -> None:
-        self.ftp = ftp
-
-    def stat(self, path: str) -> Stat | None:
-        try:
-            size = self.ftp.size(path)
-        except ftplib.error_perm:  # 550: no such file (or a directory)
-            return None
-        try:
-            stamp = self.ftp.voidcmd(f"MDTM {path}").split()[1][:14]
-            mtime = datetime.strptime(stamp, "%Y%m%d%H%M%S").replace(tzinfo=UTC).timestamp()
-        except (ftplib.error_perm, IndexError, ValueError):
-            mtime = None
-        return size or 0, mtime
-
-    def makedirs(self, path: str) -> None:
-        current = ""
-        for part in [p for p in path.split("/") if p]:
-            current = f"{current}/{part}" if current or path.startswith("/") else part
-            try:
-                self.ftp.mkd(current)
-            except ftplib.error_perm:
-                pass  # already there; a real refusal shows up at STOR with its own message
-
-    def put(self, local: Path, remote: str) -> None:
-        with local.open("rb") as fh:
-            self.ftp.storbinary(f"STOR {remote}", fh, blocksize=CHUNK)
-
-    def rename(self, src: str, dst: str) -> None:
-        try:
-            self.ftp.rename(src, dst)
-        except ftplib.error_perm:
-            # Some servers refuse to rename onto an existing file.
-            self.ftp.delete(dst)
-            self.ftp.rename(src, dst)
-
-    def _retr(self, path: str, sink: Callable[[bytes], None]) -> bool:
-        try:
-            self.ftp.retrbinary(f"RETR {path}", sink, blocksize=CHUNK)
-        except ftplib.error_perm as exc:
-            if str(exc).startswith("550"):
-                return False
-            raise
-        return True
-
-    def read(self, path: str, limit: int = 1 << 20) -> bytes | None:
-        data = bytearray()
-        found = self._retr(path, lambda chunk: data.extend(chunk[: limit - len(data)]))
-        return bytes(data) if found else None
-
-    def sha256(self, path: str) -> str:
-        digest = hashlib.sha256()
-        if not self._retr(path, digest.update):
-            raise StepError(f"ftp: {path} disappeared while being read")
-        return digest.hexdigest()
-
-    def get(self, remote: str, local: Path) -> None:
-        with local.open("wb") as fh:
-            if not self._retr(remote, fh.write):
-                raise StepError(f"ftp: {remote} does not exist")
-
-
-@contextmanager
-def ftp_session(ctx: StepContext, target: str) -> Iterator[tuple[Drop, str]]:
-    """An FtpDrop on `target` (FTPS when `tls: true`) and the drop's root; errors translated."""
-    ep = ctx.target(target).ftp
-    if ep is None:
-        raise StepError(f"target {target!r} has no ftp endpoint in the profile")
-    where = f"ftp {ep.username}@{ep.host}:{ep.port} ({target})"
-    try:
-        password = ctx.secret(ep.password) or ""
-    except KeyError as exc:  # SecretRef says which variable or file is missing
-        raise StepError(f"{where}: {exc.args[0]}") from exc
-    ftp = (
-        ftplib.FTP_TLS(context=ssl.create_default_context(), timeout=ep.timeout)
-        if ep.tls
-        else ftplib.FTP(timeout=ep.timeout)
-    )
-    try:
-        ftp.connect(ep.host, ep.port)
-        ftp.login(ep.username, password)
-        if isinstance(ftp, ftplib.FTP_TLS):
-            ftp.prot_p()  # encrypt the data connections too, not only the login
-        ftp.voidcmd("TYPE I")  # SIZE and byte counts are only exact in binary mode
-    except (OSError, EOFError, ftplib.Error) as exc:
-        ftp.close()
-        raise ConnectError(f"{where}: cannot connect or log in ({exc})") from exc
-    try:
-        yield FtpDrop(ftp), ep.root
-    except (ftplib.error_perm, ftplib.error_reply, ftplib.error_proto) as exc:
-        raise StepError(f"{where}: {exc}") from exc
-    except (OSError, EOFError, ftplib.error_temp) as exc:
-        raise ConnectError(f"{where}: {exc or type(exc).__name__}") from exc
-    finally:
-        try:
-            ftp.quit()
-        except (OSError, EOFError, ftplib.Error):
-            ftp.close()
 
 
 @contextmanager
@@ -189,14 +86,6 @@ def session(ctx: StepContext, target: str, proto: Proto) -> Iterator[tuple[Drop,
     else:
         with ftp_session(ctx, target) as opened:
             yield opened
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -216,7 +105,7 @@ class LocalBatch:
 
 
 def read_manifest(ctx: StepContext, batch: str) -> tuple[Path, bytes, dict[str, Any]]:
-    folder = ctx.workdir / "exports" / batch
+    folder = export_dir(ctx, batch)
     try:
         raw = (folder / MANIFEST).read_bytes()
         manifest = json.loads(raw)
@@ -424,37 +313,43 @@ def wait_for_ack(ctx: StepContext, params: AckCheck, proto: Proto) -> Verdict:
             ctx.clock.sleep(params.poll.total_seconds())
 
 
-@action("transfer.sftp_put")
-def sftp_put(params: PutBatch, ctx: StepContext) -> Evidence:
-    """Upload an export batch over SFTP; files already there and verified are skipped."""
-    return put_batch(ctx, params, "sftp")
+def _step_types(
+    proto: Proto, over: str
+) -> tuple[
+    Callable[[PutBatch, StepContext], Evidence],
+    Callable[[GetFile, StepContext], Evidence],
+    Callable[[AckCheck, StepContext], Verdict],
+]:
+    """Register `transfer.<proto>_put`, `transfer.<proto>_get` and `<proto>.ack`.
+
+    SFTP and FTP steps differ only in the drop they open, so one function per
+    step serves both protocols; `over` names the protocol in their docs."""
+
+    def put(params: PutBatch, ctx: StepContext) -> Evidence:
+        return put_batch(ctx, params, proto)
+
+    def get(params: GetFile, ctx: StepContext) -> Evidence:
+        return get_file(ctx, params, proto)
+
+    def ack(params: AckCheck, ctx: StepContext) -> Verdict:
+        return wait_for_ack(ctx, params, proto)
+
+    put.__doc__ = (
+        f"Upload an export batch over {over}; files already there and verified are skipped."
+    )
+    get.__doc__ = f"Download a file over {over} and verify it against the `.sha256` file beside it."
+    ack.__doc__ = (
+        f"Passes when the receiver's ack.json (over {over}) says accepted with our "
+        "manifest's row counts."
+    )
+    for fn in (put, get, ack):
+        fn.__name__ = fn.__qualname__ = f"{proto}_{fn.__name__}"
+    return (
+        action(f"transfer.{proto}_put")(put),
+        action(f"transfer.{proto}_get")(get),
+        check(f"{proto}.ack")(ack),
+    )
 
 
-@action("transfer.ftp_put")
-def ftp_put(params: PutBatch, ctx: StepContext) -> Evidence:
-    """Upload an export batch over FTP/FTPS; files already there and verified are skipped."""
-    return put_batch(ctx, params, "ftp")
-
-
-@action("transfer.sftp_get")
-def sftp_get(params: GetFile, ctx: StepContext) -> Evidence:
-    """Download a file over SFTP and verify it against the `.sha256` file beside it."""
-    return get_file(ctx, params, "sftp")
-
-
-@action("transfer.ftp_get")
-def ftp_get(params: GetFile, ctx: StepContext) -> Evidence:
-    """Download a file over FTP/FTPS and verify it against the `.sha256` file beside it."""
-    return get_file(ctx, params, "ftp")
-
-
-@check("sftp.ack")
-def sftp_ack(params: AckCheck, ctx: StepContext) -> Verdict:
-    """Passes when the receiver's ack.json says accepted with our manifest's row counts."""
-    return wait_for_ack(ctx, params, "sftp")
-
-
-@check("ftp.ack")
-def ftp_ack(params: AckCheck, ctx: StepContext) -> Verdict:
-    """Passes when the receiver's ack.json (over FTP) says accepted with our row counts."""
-    return wait_for_ack(ctx, params, "ftp")
+sftp_put, sftp_get, sftp_ack = _step_types("sftp", "SFTP")
+ftp_put, ftp_get, ftp_ack = _step_types("ftp", "FTP/FTPS")

@@ -15,38 +15,39 @@ from cutover.ledger import Ledger
 RUNBOOK = Path(__file__).with_name("approval.yaml")
 
 
-def _start(profile: Path, ledger_url: str) -> tuple[threading.Thread, dict[str, int]]:
+def _start(runbook: Path, profile: Path, ledger_url: str) -> tuple[threading.Thread, dict]:
+    """Rehearse in a thread without --auto-approve, so the go/no-go really pauses."""
     result: dict[str, int] = {}
+    argv = ["rehearse", str(runbook), "--env", str(profile), "--new", "--ledger", ledger_url]
 
     def run() -> None:
-        result["code"] = main(
-            [
-                "rehearse",
-                str(RUNBOOK),
-                "--env",
-                str(profile),
-                "--new",
-                "--ledger",
-                ledger_url,
-                "--poll-interval",
-                "0.2",
-            ]
-        )
+        result["code"] = main([*argv, "--poll-interval", "0.2"])
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, result
 
 
-def _wait_for_question(ledger_url: str, timeout: float = 90.0) -> str:
+def _wait_for_question(ledger_url: str, timeout: float = 90.0) -> tuple[str, str]:
+    """(execution id, paused flow run id) once the run has asked its question."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ledger = Ledger(ledger_url)
         for execution in ledger.executions():
-            if any(e.kind == "approval-requested" for e in ledger.events(execution.id)):
-                return execution.id
+            for event in ledger.events(execution.id):
+                if event.kind == "approval-requested":
+                    return execution.id, event.data["flow_run_id"]
         time.sleep(0.2)
     raise AssertionError("the run never asked for a decision")
+
+
+def _approve(run_id: str, ledger_url: str, decision: str, by: str, *extra: str) -> int:
+    argv = ["approve", run_id, "--step", "go-no-go", "--by", by, "--decision", decision]
+    return main([*argv, "--ledger", ledger_url, *extra])
+
+
+def _decisions(ledger_url: str, execution_id: str) -> list[dict]:
+    return [e.data for e in Ledger(ledger_url).events(execution_id) if e.kind == "decision"]
 
 
 @pytest.fixture
@@ -56,63 +57,30 @@ def ledger_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_go_from_the_command_line_resumes_the_paused_run(prefect_api, fresh_sandbox, ledger_url):
-    thread, result = _start(fresh_sandbox.profile_path, ledger_url)
-    execution_id = _wait_for_question(ledger_url)
+    thread, result = _start(RUNBOOK, fresh_sandbox.profile_path, ledger_url)
+    execution_id, _ = _wait_for_question(ledger_url)
     # While paused, the step after the approval has not run: the notice is still up.
     assert httpx.get(f"{fresh_sandbox.old_url}/notice").json()["active"] is True
 
-    code = main(
-        [
-            "approve",
-            execution_id,
-            "--step",
-            "go-no-go",
-            "--by",
-            "Li Ming (duty lead)",
-            "--decision",
-            "go",
-            "--comment",
-            "checks reviewed",
-            "--ledger",
-            ledger_url,
-        ]
-    )
-    assert code == 0
+    by = "Li Ming (duty lead)"
+    assert _approve(execution_id, ledger_url, "go", by, "--comment", "checks reviewed") == 0
     thread.join(timeout=90)
     assert result["code"] == 0
 
-    ledger = Ledger(ledger_url)
-    [decision] = [e for e in ledger.events(execution_id) if e.kind == "decision"]
-    assert decision.data == {
-        "decision": "go",
-        "by": "Li Ming (duty lead)",
-        "comment": "checks reviewed",
-        "automatic": False,
-    }
-    assert ledger.execution(execution_id).status == "completed"
+    assert _decisions(ledger_url, execution_id) == [
+        {"decision": "go", "by": by, "comment": "checks reviewed", "automatic": False}
+    ]
+    assert Ledger(ledger_url).execution(execution_id).status == "completed"
     assert httpx.get(f"{fresh_sandbox.old_url}/notice").json()["active"] is False
 
 
-def test_no_go_halts_and_a_second_answer_is_refused(prefect_api, fresh_sandbox, ledger_url, capsys):
-    thread, result = _start(fresh_sandbox.profile_path, ledger_url)
-    execution_id = _wait_for_question(ledger_url)
-    assert (
-        main(
-            [
-                "approve",
-                execution_id,
-                "--step",
-                "go-no-go",
-                "--by",
-                "Chen Jie",
-                "--decision",
-                "no-go",
-                "--ledger",
-                ledger_url,
-            ]
-        )
-        == 0
-    )
+def test_no_go_by_flow_run_id_halts_and_a_second_answer_is_refused(
+    prefect_api, fresh_sandbox, ledger_url, capsys
+):
+    thread, result = _start(RUNBOOK, fresh_sandbox.profile_path, ledger_url)
+    execution_id, flow_run_id = _wait_for_question(ledger_url)
+    # The Prefect flow run id shown in the UI works as well as the execution id.
+    assert _approve(flow_run_id, ledger_url, "no-go", "Chen Jie") == 0
     thread.join(timeout=90)
     assert result["code"] == 2  # halted
 
@@ -123,21 +91,21 @@ def test_no_go_halts_and_a_second_answer_is_refused(prefect_api, fresh_sandbox, 
     assert ledger.execution(execution_id).status == "halted"
 
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "approve",
-                execution_id,
-                "--step",
-                "go-no-go",
-                "--by",
-                "Chen Jie",
-                "--decision",
-                "go",
-                "--ledger",
-                ledger_url,
-            ]
-        )
-        == 1
-    )
+    assert _approve(execution_id, ledger_url, "go", "Chen Jie") == 1
     assert "already decided" in capsys.readouterr().err
+
+
+def test_no_answer_by_the_deadline_is_the_runbooks_on_timeout(
+    prefect_api, fresh_sandbox, ledger_url, tmp_path
+):
+    runbook = tmp_path / "approval.yaml"
+    runbook.write_text(RUNBOOK.read_text().replace("timeout: 1h", "timeout: 2s"))
+    thread, result = _start(runbook, fresh_sandbox.profile_path, ledger_url)
+    execution_id, _ = _wait_for_question(ledger_url)
+    thread.join(timeout=90)
+    # Our deadline answered before Prefect's pause timeout could fail the run.
+    assert result["code"] == 2
+    [decision] = _decisions(ledger_url, execution_id)
+    assert decision["decision"] == "no-go"
+    assert decision["by"].startswith("cutover (no answer within")
+    assert decision["automatic"] is True

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from cutover.cli import main
-from cutover.ledger import Ledger
+from cutover.ledger import Execution, Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 SHANXI = ROOT / "runbooks" / "shanxi-2023-shutdown-upgrade.yaml"
@@ -24,9 +24,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
-def _only_execution(ledger: Ledger):
+def _rehearse_shanxi(profile: Path, home: Path) -> tuple[int, Ledger, Execution]:
+    """Rehearse the Shanxi runbook through the real CLI; the exit code and the one execution."""
+    ledger_url = f"sqlite:///{home / 'ledger.db'}"
+    argv = ["rehearse", str(SHANXI), "--env", str(profile), "--auto-approve", "--new"]
+    code = main([*argv, "--ledger", ledger_url])
+    ledger = Ledger(ledger_url)
     [execution] = ledger.executions()
-    return execution
+    return code, ledger, execution
 
 
 def _kinds(ledger: Ledger, execution_id: str, runbook: str) -> dict[str, set[str]]:
@@ -34,24 +39,9 @@ def _kinds(ledger: Ledger, execution_id: str, runbook: str) -> dict[str, set[str
 
 
 def test_shanxi_rehearsal_completes_every_step(prefect_api, fresh_sandbox, home, capsys):
-    ledger_url = f"sqlite:///{home / 'ledger.db'}"
-    code = main(
-        [
-            "rehearse",
-            str(SHANXI),
-            "--env",
-            str(fresh_sandbox.profile_path),
-            "--auto-approve",
-            "--new",
-            "--ledger",
-            ledger_url,
-        ]
-    )
+    code, ledger, execution = _rehearse_shanxi(fresh_sandbox.profile_path, home)
     out = capsys.readouterr().out
     assert code == 0, out
-
-    ledger = Ledger(ledger_url)
-    execution = _only_execution(ledger)
     assert execution.status == "completed"
     kinds = _kinds(ledger, execution.id, "shanxi-2023-shutdown-upgrade")
     assert len(kinds) == 27
@@ -88,24 +78,9 @@ def test_core_health_failure_rolls_back_to_an_unchanged_old_system(
     prefect_api, fresh_sandbox, home, capsys
 ):
     fresh_sandbox.fault("new:health-fail")
-    ledger_url = f"sqlite:///{home / 'ledger.db'}"
-    code = main(
-        [
-            "rehearse",
-            str(SHANXI),
-            "--env",
-            str(fresh_sandbox.profile_path),
-            "--auto-approve",
-            "--new",
-            "--ledger",
-            ledger_url,
-        ]
-    )
+    code, ledger, execution = _rehearse_shanxi(fresh_sandbox.profile_path, home)
     out = capsys.readouterr().out
     assert code == 3, out
-
-    ledger = Ledger(ledger_url)
-    execution = _only_execution(ledger)
     assert execution.status == "rolled-back"
     main_kinds = _kinds(ledger, execution.id, "shanxi-2023-shutdown-upgrade")
     assert "step-failed" in main_kinds["restore-core"]

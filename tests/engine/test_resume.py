@@ -9,8 +9,10 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from uuid import UUID
 
 import pytest
+from prefect import get_client
 
 from cutover.ledger import Ledger
 
@@ -62,6 +64,7 @@ def test_sigkill_then_same_command_resumes_without_repeating_side_effects(
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     done_before = _completed(ledger_url)
+    killed_flow_run = Ledger(ledger_url).executions()[0].flow_run_id
     assert 9 <= done_before < 27
 
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -87,4 +90,5 @@ def test_sigkill_then_same_command_resumes_without_repeating_side_effects(
     assert stops and max(stops.values()) == 1, stops
     assert ledger.verify_chain(execution.id)[0]
     # The killed process's flow run does not linger as Running in the UI.
-    assert "marked flow run" in second.stdout + second.stderr
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(UUID(killed_flow_run)).state.is_crashed()

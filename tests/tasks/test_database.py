@@ -1,8 +1,6 @@
 """database.* actions and the sql check against real SQLite files, PostgreSQL and MariaDB.
 
-Every database is created fresh for the test (PostgreSQL and MariaDB: a
-`cutover_test_*` database, dropped afterwards); a server that does not answer
-skips its tests with the reason.
+Every database is created fresh for the test by conftest's `scratch_database`.
 """
 
 from __future__ import annotations
@@ -11,9 +9,7 @@ import csv
 import hashlib
 import io
 import json
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,9 +42,6 @@ from tasks.database import (
     unfreeze,
 )
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-MARIADB_ADMIN = "mysql+pymysql://root@127.0.0.1:3306/test"
-
 metadata = sa.MetaData()
 offices = sa.Table(
     "offices", metadata,
@@ -79,35 +72,6 @@ PERSONS = [{"id": i, "national_id": f"14010019800101{i:04d}",
 TAIYUAN = sum(1 for p in PERSONS if p["city"] == "Taiyuan")
 
 
-def _server(kind: str) -> sa.Connection:
-    admin = PG_ADMIN if kind == "postgresql" else MARIADB_ADMIN
-    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=NullPool,
-                              connect_args={"connect_timeout": 3})
-    try:
-        return engine.connect()
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"{kind} server not reachable at {engine.url.host}:{engine.url.port}: "
-                    f"{_db.one_line(exc)}")
-
-
-@contextmanager
-def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
-    """An empty database of `kind`, removed afterwards; yields its SQLAlchemy URL."""
-    name = f"cutover_test_{uuid.uuid4().hex[:10]}"
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / (name + '.db')}"
-        return
-    with _server(kind) as conn:
-        charset = " CHARACTER SET utf8mb4" if kind == "mariadb" else ""
-        conn.exec_driver_sql(f"CREATE DATABASE {name}{charset}")
-        try:
-            base = PG_ADMIN if kind == "postgresql" else MARIADB_ADMIN
-            yield str(sa.make_url(base).set(database=name))
-        finally:
-            force = " WITH (FORCE)" if kind == "postgresql" else ""
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
-
-
 def engine_for(url: str) -> sa.Engine:
     return sa.create_engine(url, poolclass=NullPool)
 
@@ -131,34 +95,26 @@ def execute(url: str, sql: str) -> None:
 
 
 @pytest.fixture
-def new_database(tmp_path: Path) -> Iterator[Callable[..., str]]:
+def new_database(scratch_database: Callable[..., str]) -> Callable[..., str]:
     """`new_database(kind, seed=True)` -> URL of a fresh database with our two tables."""
-    with ExitStack() as stack:
-        def make(kind: str, seed: bool = True, tables: sa.MetaData = metadata) -> str:
-            url = stack.enter_context(fresh_database(kind, tmp_path))
-            engine = engine_for(url)
-            with engine.begin() as conn:
-                tables.create_all(conn)
-                if seed:
-                    conn.execute(offices.insert(), OFFICES)
-                    conn.execute(persons.insert(), PERSONS)
-            engine.dispose()
-            return url
-        yield make
-
-
-@pytest.fixture(params=[
-    "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.postgres),
-    pytest.param("mariadb", marks=pytest.mark.mariadb),
-])
-def kind(request: pytest.FixtureRequest) -> str:
-    return request.param
+    def make(kind: str, seed: bool = True, tables: sa.MetaData = metadata) -> str:
+        rows = {offices: OFFICES, persons: PERSONS} if seed else None
+        return scratch_database(kind, tables, rows)
+    return make
 
 
 def context(make_context: Callable[..., StepContext], **urls: str) -> StepContext:
     return make_context({name: Target(database=DatabaseEndpoint(url=url))
                          for name, url in urls.items()})
+
+
+def checked_manifest(directory: Path) -> dict[str, Any]:
+    """A batch's manifest, once every file in it has the SHA-256 and size it states."""
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    for entry in manifest["tables"]:
+        data = (directory / entry["file"]).read_bytes()
+        assert (entry["sha256"], entry["bytes"]) == (hashlib.sha256(data).hexdigest(), len(data))
+    return manifest
 
 
 def write_refused(url: str, sql: str) -> str:
@@ -409,17 +365,15 @@ def test_export_writes_csv_files_and_manifest(kind: str, new_database: Any,
     evidence = export(Export(target="old", batch="nov"), ctx)
 
     directory = ctx.workdir / "exports" / "nov"
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    manifest = checked_manifest(directory)
     assert evidence["skipped"] is False
     assert set(manifest) == {"batch", "source", "created_at", "tables"}
     assert (manifest["batch"], manifest["source"]) == ("nov", "old")
     assert manifest["created_at"].startswith("2023-11-30T18:00:00")
     assert [t["name"] for t in manifest["tables"]] == ["offices", "persons"]  # parents first
     for entry in manifest["tables"]:
-        data = (directory / entry["file"]).read_bytes()
         assert set(entry) == {"name", "file", "rows", "sha256", "bytes", "where"}
-        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
-        assert entry["bytes"] == len(data) and b"\r\n" not in data
+        assert b"\r\n" not in (directory / entry["file"]).read_bytes()
     assert sorted(p.name for p in directory.iterdir()) == ["manifest.json", "offices.csv",
                                                            "persons.csv"]
     text_ = (directory / "persons.csv").read_text(encoding="utf-8")
@@ -468,7 +422,7 @@ def test_export_with_where_filter(kind: str, new_database: Any, make_context: An
     export(spec, ctx)
 
     directory = ctx.workdir / "exports" / "taiyuan"
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    manifest = checked_manifest(directory)
     entry = manifest["tables"][1]
     assert (entry["rows"], entry["where"]) == (TAIYUAN, where)
     parsed = list(csv.reader((directory / "persons.csv").open(encoding="utf-8", newline="")))
@@ -576,11 +530,7 @@ def test_server_backup_is_csv_per_table_with_manifest(dialect: str, new_database
 
     evidence = backup(Backup(target="old", name="before"), ctx)
 
-    directory = ctx.workdir / "backups" / "before"
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    manifest = checked_manifest(ctx.workdir / "backups" / "before")
     assert evidence["skipped"] is False
     assert {t["name"]: t["rows"] for t in manifest["tables"]} == {"offices": 3, "persons": 60}
-    for entry in manifest["tables"]:
-        assert hashlib.sha256((directory / entry["file"]).read_bytes()).hexdigest() == \
-            entry["sha256"]
     assert backup(Backup(target="old", name="before"), ctx)["skipped"] is True

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,8 +17,6 @@ from cutover.steps import StepContext
 from tasks.database import Checksum, Export, Load, checksum, export, load
 from tasks.reconcile import Checksums, Counts, ManifestVerify, checksums, counts, manifest_verify
 
-SERVERS = {"postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
-           "mariadb": "mysql+pymysql://root@127.0.0.1:3306/test"}
 metadata = sa.MetaData()
 people = sa.Table("people", metadata,
                   sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -41,42 +36,12 @@ def run(url: str, sql: str) -> None:
 
 
 @pytest.fixture
-def new_database(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """`new_database(kind, seed=True)` -> URL of a fresh database (server ones dropped after)."""
-    with ExitStack() as stack:
-        def make(kind: str, seed: bool = True) -> str:
-            name = f"cutover_test_{uuid.uuid4().hex[:10]}"
-            if kind == "sqlite":
-                url = f"sqlite:///{tmp_path / name}.db"
-            else:
-                admin = sa.create_engine(SERVERS[kind], isolation_level="AUTOCOMMIT",
-                                         poolclass=NullPool, connect_args={"connect_timeout": 3})
-                try:
-                    conn = stack.enter_context(admin.connect())
-                except sa.exc.OperationalError as exc:
-                    pytest.skip(f"{kind} server not reachable: {str(exc.orig).splitlines()[0]}")
-                conn.exec_driver_sql(f"CREATE DATABASE {name}")
-                force = " WITH (FORCE)" if kind == "postgresql" else ""
-                stack.callback(conn.exec_driver_sql, f"DROP DATABASE {name}{force}")
-                url = str(sa.make_url(SERVERS[kind]).set(database=name))
-            engine = sa.create_engine(url, poolclass=NullPool)
-            with engine.begin() as conn:
-                metadata.create_all(conn)
-                if seed:
-                    conn.execute(people.insert(), PEOPLE)
-                    conn.execute(payments.insert(), PAYMENTS)
-            engine.dispose()
-            return url
-        yield make
-
-
-@pytest.fixture(params=[
-    "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.postgres),
-    pytest.param("mariadb", marks=pytest.mark.mariadb),
-])
-def kind(request: pytest.FixtureRequest) -> str:
-    return request.param
+def new_database(scratch_database: Callable[..., str]) -> Callable[..., str]:
+    """`new_database(kind, seed=True)` -> URL of a fresh database with people and payments."""
+    def make(kind: str, seed: bool = True) -> str:
+        rows = {people: PEOPLE, payments: PAYMENTS} if seed else None
+        return scratch_database(kind, metadata, rows)
+    return make
 
 
 def context(make_context: Callable[..., StepContext], **urls: str) -> StepContext:

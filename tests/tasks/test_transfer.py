@@ -64,6 +64,19 @@ def ack(target: str, batch: str, **extra: Any) -> AckCheck:
     return AckCheck.model_validate({"target": target, "batch": batch, "timeout": "30s", **extra})
 
 
+def sftp_send(ctx: StepContext, batch: str) -> dict[str, Any]:
+    """`transfer.sftp_put` of `batch` to the sandbox's SFTP drop."""
+    return sftp_put(PutBatch(target="tax-drop", batch=batch), ctx)
+
+
+def left_in_inbox(sandbox: Sandbox, batch: str, name: str, text: str) -> Path:
+    """A file on the drop, in `inbox/<batch>/`, as if an earlier upload had left it."""
+    inbox = sandbox.drop / "inbox" / batch
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / name).write_text(text)
+    return inbox / name
+
+
 def test_sftp_put_is_acked_and_not_sent_twice(fresh_sandbox: Sandbox, ctx: StepContext) -> None:
     write_batch(ctx.workdir, "tax-2023-11")
     params = PutBatch(target="tax-drop", batch="tax-2023-11")
@@ -102,14 +115,14 @@ def test_resumed_upload_skips_files_already_there(
 
     monkeypatch.setattr(tasks.transfer, "_upload", upload_then_crash)
     with pytest.raises(ConnectError):
-        sftp_put(PutBatch(target="tax-drop", batch="resume"), ctx)
+        sftp_send(ctx, "resume")
     monkeypatch.undo()
     inbox = fresh_sandbox.drop / "inbox" / "resume"
     assert sorted(p.name for p in inbox.iterdir()) == ["persons.csv"]  # no manifest: not acted on
     # offices.csv arrived too, but the crash came before our receipt: it is read back.
     (inbox / "offices.csv").write_text(TABLES["offices"])
 
-    resumed = sftp_put(PutBatch(target="tax-drop", batch="resume"), ctx)
+    resumed = sftp_send(ctx, "resume")
 
     assert resumed["skipped"] == {"persons.csv": "receipt", "offices.csv": "read back"}
     assert resumed["uploaded"] == ["contributions.csv", "manifest.json"]
@@ -118,20 +131,19 @@ def test_resumed_upload_skips_files_already_there(
 
 def test_damaged_remote_copy_is_sent_again(fresh_sandbox: Sandbox, ctx: StepContext) -> None:
     write_batch(ctx.workdir, "damaged")
-    inbox = fresh_sandbox.drop / "inbox" / "damaged"
-    inbox.mkdir(parents=True)
-    (inbox / "offices.csv").write_text(TABLES["offices"].replace("Datong", "Dxxong"))  # same size
+    damaged = TABLES["offices"].replace("Datong", "Dxxong")  # same size
+    remote = left_in_inbox(fresh_sandbox, "damaged", "offices.csv", damaged)
 
-    sent = sftp_put(PutBatch(target="tax-drop", batch="damaged"), ctx)
+    sent = sftp_send(ctx, "damaged")
 
     assert "offices.csv" in sent["uploaded"] and sent["skipped"] == {}
-    assert (inbox / "offices.csv").read_text() == TABLES["offices"]
+    assert remote.read_text() == TABLES["offices"]
 
 
 def test_count_mismatch_fails_the_ack(fresh_sandbox: Sandbox, ctx: StepContext) -> None:
     fresh_sandbox.fault("receiver:count-mismatch")
     write_batch(ctx.workdir, "mismatch")
-    sftp_put(PutBatch(target="tax-drop", batch="mismatch"), ctx)
+    sftp_send(ctx, "mismatch")
 
     verdict = sftp_ack(ack("tax-drop", "mismatch"), ctx)
 
@@ -156,25 +168,23 @@ def test_local_batch_must_match_its_manifest(ctx: StepContext) -> None:
     write_batch(ctx.workdir, "bad")
     (ctx.workdir / "exports" / "bad" / "offices.csv").write_text("id\n")
     with pytest.raises(StepError, match="does not match its manifest: offices.csv"):
-        sftp_put(PutBatch(target="tax-drop", batch="bad"), ctx)
+        sftp_send(ctx, "bad")
 
 
 def test_a_different_manifest_on_the_drop_is_not_overwritten(
     fresh_sandbox: Sandbox, ctx: StepContext
 ) -> None:
     write_batch(ctx.workdir, "clash")
-    inbox = fresh_sandbox.drop / "inbox" / "clash"
-    inbox.mkdir(parents=True)
-    (inbox / "manifest.json").write_text('{"batch": "clash", "tables": []}')
+    left_in_inbox(fresh_sandbox, "clash", "manifest.json", '{"batch": "clash", "tables": []}')
     with pytest.raises(StepError, match="already exists with other content"):
-        sftp_put(PutBatch(target="tax-drop", batch="clash"), ctx)
+        sftp_send(ctx, "clash")
 
 
 def test_sftp_get_verifies_against_the_sha256_file(
     fresh_sandbox: Sandbox, ctx: StepContext
 ) -> None:
     write_batch(ctx.workdir, "backup")
-    sftp_put(PutBatch(target="tax-drop", batch="backup"), ctx)
+    sftp_send(ctx, "backup")
     assert sftp_ack(ack("tax-drop", "backup"), ctx).passed
     params = GetFile(
         target="tax-drop", remote_path="outbox/backup/backup.tar.gz", local_name="tax/backup.tar.gz"
@@ -232,7 +242,7 @@ def test_ack_for_an_earlier_manifest_does_not_count(
     fresh_sandbox: Sandbox, ctx: StepContext
 ) -> None:
     manifest = write_batch(ctx.workdir, "redo")
-    sftp_put(PutBatch(target="tax-drop", batch="redo"), ctx)
+    sftp_send(ctx, "redo")
     assert sftp_ack(ack("tax-drop", "redo"), ctx).passed
     # The batch is exported again (new manifest) but not yet sent: the old ack is stale.
     manifest["created_at"] = "2023-11-30T19:00:00+08:00"
