@@ -246,6 +246,29 @@ def _use_prefect_api() -> None:
     os.environ["PREFECT_API_URL"] = url
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the scheduled flow: runs start at each cron time and whenever triggered."""
+    from cutover.execution import load_inputs
+
+    loaded = load_inputs(Path(args.file), args.env)  # refuse a bad runbook before serving it
+    _use_prefect_api()
+    from prefect.schedules import Cron
+
+    from flows.scheduled import scheduled_cutover
+
+    schedules = [Cron(args.cron, timezone=loaded.runbook.timezone)] if args.cron else []
+    scheduled_cutover.serve(
+        name=args.name or f"{loaded.runbook.name}-{args.mode}",
+        schedules=schedules,
+        parameters={"runbook": str(loaded.runbook_path), "profile": str(loaded.profile_path),
+                    "mode": args.mode, "auto_approve": args.auto_approve,
+                    "ledger": args.ledger, "new": args.mode == "rehearse"},
+        description=loaded.runbook.title,
+        tags=["cutover", args.mode],
+    )
+    return 0
+
+
 # -- approve / status / report ---------------------------------------------------------
 
 
@@ -402,6 +425,16 @@ def _parser() -> argparse.ArgumentParser:
                 help="real seconds to spend at each step, to watch it in the UI",
             )
         p.set_defaults(handler=cmd_execute)
+
+    p = sub.add_parser("serve", help="serve a runbook as a Prefect deployment with a schedule")
+    p.add_argument("file")
+    p.add_argument("--env", type=_profile_arg, required=True)
+    p.add_argument("--mode", choices=["rehearse", "run"], default="rehearse")
+    p.add_argument("--cron", help="e.g. '0 2 * * *', in the runbook's time zone")
+    p.add_argument("--name", help="deployment name (default: RUNBOOK-MODE)")
+    p.add_argument("--auto-approve", action="store_true", help="rehearsals only")
+    p.add_argument("--ledger", help="SQLAlchemy URL of the ledger")
+    p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("approve", help="answer a go/no-go that a run is waiting for")
     p.add_argument("execution")
