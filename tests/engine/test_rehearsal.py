@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from uuid import UUID
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from prefect import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
+)
 
 from cutover.cli import main
 from cutover.ledger import Execution, Ledger
@@ -72,6 +82,46 @@ def test_shanxi_rehearsal_completes_every_step(prefect_api, fresh_sandbox, home,
     assert residents == 0 and persons > 1000
     assert (Path(execution.workdir) / "report.md").read_text().count("| completed |") == 27
     assert "execution " in out and "completed" in out
+    _assert_prefect_shows_phases_steps_and_artifacts(execution.flow_run_id)
+
+
+def _assert_prefect_shows_phases_steps_and_artifacts(flow_run_id: str) -> None:
+    """What people watching the Prefect UI see: a subflow per phase, a task per step, artifacts."""
+    phases = [
+        "prepare",
+        "stop-collection",
+        "settle",
+        "shutdown",
+        "freeze-export",
+        "handoff",
+        "deploy",
+        "restore",
+        "aftercare",
+    ]
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+        assert run.state.is_completed()
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])
+            )
+        )
+        assert sorted(c.name for c in children) == sorted(f"main-{p}" for p in phases)
+        steps = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[c.id for c in children]))
+        )
+        assert len(steps) == 27 and all(t.state.is_completed() for t in steps)
+        assert "12-01 08:00 restore-core" in {t.name for t in steps}
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run.id, *(c.id for c in children)])
+            )
+        )
+    keys = {a.key for a in artifacts}
+    assert {"timeline", "progress", "cutover-report"} <= keys
+    assert any(k and k.startswith("reconcile-export-data") for k in keys)
+    [timeline] = [a for a in artifacts if a.key == "timeline"]
+    assert len(json.loads(timeline.data)) == 27
 
 
 def test_core_health_failure_rolls_back_to_an_unchanged_old_system(

@@ -1,4 +1,4 @@
-"""Scheduled automatic runs: `cutover serve` makes a deployment with a cron in the runbook's zone."""
+"""Scheduled automatic runs: `cutover serve` deploys a runbook with a cron in its zone."""
 
 from __future__ import annotations
 
