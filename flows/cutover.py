@@ -108,6 +108,7 @@ def run_phase(
         result = run_step.with_options(task_run_name=name)(
             quote(session), quote(script), quote(step)
         )
+        session.save_clock()  # retries moved the clock on; the next phase starts from here
         if progress_id:
             done, total = progress(session, script)
             update_progress_artifact(progress_id, 100.0 * done / total)

@@ -139,6 +139,9 @@ def test_core_health_failure_rolls_back_to_an_unchanged_old_system(
         e for e in ledger.events(execution.id, step_id="restore-core") if e.kind == "step-retry"
     ]
     assert len(retries) == 2
+    # The rollback starts when the retries have run out: 08:00 plus two 5-minute delays.
+    assert Ledger(ledger.url).facts(execution.id).get("rollback-anchor").startswith(
+        "2023-12-01T08:10")
     assert "restore-interfaces" not in main_kinds
     back = _kinds(ledger, execution.id, "qingyuan-2021-rollback")
     assert all("step-completed" in k for k in back.values()), back
