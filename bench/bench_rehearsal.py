@@ -78,7 +78,7 @@ def bare_engine(work: Path) -> tuple[float, dict[str, float]]:
         loaded = load_inputs(SHANXI, sb.profile_path)
         execution, _ = start_or_resume(ledger, loaded, mode="rehearse",
                                        options={"auto_approve": True}, new=True)
-        session, script = open_session(ledger, execution.id, lambda _s: AutoApprover())
+        session, script = open_session(ledger, execution.id, lambda _execution: AutoApprover())
         for step in script.plan.steps:
             wait_for(session, step)
             result = execute_step(session, script, step)

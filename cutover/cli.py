@@ -95,14 +95,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_steps(args: argparse.Namespace) -> int:
+    from cutover.stepdocs import step_reference
     from cutover.steps import load_step_types
 
-    for step_type in load_step_types().all():
+    registry = load_step_types()
+    if args.markdown:
+        print(step_reference(registry), end="")
+        return 0
+    for step_type in registry.all():
         summary = step_type.doc.splitlines()[0] if step_type.doc else ""
         print(f"{step_type.kind:6} {step_type.name}: {summary}")
         for name, field in step_type.params.model_fields.items():
-            required = "required" if field.is_required() else f"default {field.default!r}"
-            print(f"         {name}: {field.description or ''} ({required})")
+            required = "required" if field.is_required() else "optional"
+            print(f"         {field.alias or name} ({required}): {field.description or ''}")
     return 0
 
 
@@ -393,6 +398,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_plan)
 
     p = sub.add_parser("steps", help="the step types and their parameters")
+    p.add_argument("--markdown", action="store_true", help="the reference as in docs/steps.md")
     p.set_defaults(handler=cmd_steps)
 
     for name, help_text in (

@@ -20,6 +20,7 @@ import pendulum
 from cutover.clock import Clock, RehearsalClock, WallClock
 from cutover.decisions import Approver
 from cutover.engine import Script, Session, planned_start
+from cutover.errors import LedgerError
 from cutover.ledger import Execution, Ledger
 from cutover.load import load_profile, load_runbook
 from cutover.plan import build_plan
@@ -72,10 +73,7 @@ def start_or_resume(
     """Return (execution, resumed). Re-running the same command resumes the unfinished one."""
     existing: Execution | None = None
     if execution_id:
-        try:
-            existing = ledger.execution(execution_id)
-        except Exception:
-            existing = None
+        existing = _existing(ledger, execution_id, loaded)
     elif not new:
         existing = ledger.find_unfinished(loaded.runbook.name, loaded.profile.name, mode)
     if existing is not None:
@@ -84,8 +82,7 @@ def start_or_resume(
         if existing.status != "running":
             ledger.update_execution(existing.id, status="running")
         return ledger.execution(existing.id), True
-    stamp = pendulum.now("UTC").format("YYYYMMDD[T]HHmmss")
-    new_id = execution_id or f"{loaded.runbook.name}-{mode}-{stamp}"
+    new_id = execution_id or _new_id(ledger, f"{loaded.runbook.name}-{mode}")
     workdir = Path(loaded.profile.workdir or cutover_home()) / "executions" / new_id
     workdir.mkdir(parents=True, exist_ok=True)
     execution = ledger.create_execution(
@@ -101,10 +98,32 @@ def start_or_resume(
     return execution, False
 
 
+def _existing(ledger: Ledger, execution_id: str, loaded: Loaded) -> Execution | None:
+    try:
+        existing = ledger.execution(execution_id)
+    except LedgerError:
+        return None
+    if existing.runbook != loaded.runbook.name:
+        raise LedgerError(f"execution {execution_id} runs {existing.runbook}, "
+                          f"not {loaded.runbook.name}; pick another --execution-id")
+    return existing
+
+
+def _new_id(ledger: Ledger, prefix: str) -> str:
+    """RUNBOOK-MODE-<UTC time>, with -2, -3 ... if two start within the same second."""
+    base = f"{prefix}-{pendulum.now('UTC').format('YYYYMMDD[T]HHmmss')}"
+    taken = {e.id for e in ledger.executions()}
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
 def open_session(
     ledger: Ledger,
     execution_id: str,
-    approver_factory: Callable[[Session], Approver],
+    approver_factory: Callable[[Execution], Approver],
 ) -> tuple[Session, Script]:
     """Rebuild the session and the main script of an execution from its ledger row."""
     execution = ledger.execution(execution_id)
@@ -118,9 +137,8 @@ def open_session(
         clock=clock,
         registry=loaded.registry,
         workdir=Path(execution.workdir),
-        approver=None,
-    )  # type: ignore[arg-type]
-    session.approver = approver_factory(session)
+        approver=approver_factory(execution),
+    )
     return session, Script("main", loaded.runbook, plan)
 
 

@@ -31,15 +31,15 @@ from cutover.engine import (
     wait_for,
 )
 from cutover.execution import open_session, rollback_script
-from cutover.ledger import Ledger
+from cutover.ledger import Execution, Ledger
 from cutover.plan import PlannedStep
 from cutover.report import timeline_rows, write_report
+from cutover.views import plan_table
 from flows.approval import PrefectApprover, current_flow_run
 from flows.retire import retire_flow_run
 
 
-def _approver(session: Session) -> Approver:
-    execution = session.ledger.execution(session.execution_id)
+def _approver(execution: Execution) -> Approver:
     if execution.mode == "rehearse" and execution.options.get("auto_approve"):
         return AutoApprover()
     return PrefectApprover(poll_interval=float(execution.options.get("poll_interval", 2.0)))
@@ -144,6 +144,11 @@ def cutover(ledger_url: str, execution_id: str) -> str:
         create_progress_artifact(
             0.0, key="progress", description=f"{main.runbook.title}: steps done"
         )
+    )
+    create_markdown_artifact(
+        f"```\n{plan_table(main.plan)}\n```",
+        key="plan",
+        description=f"The plan of {main.runbook.name}, times in {main.runbook.timezone}",
     )
     outcome: dict[str, Any] = {"status": "completed"}
     if facts.get("rollback-runbook") is None:

@@ -118,7 +118,7 @@ def _assert_prefect_shows_phases_steps_and_artifacts(flow_run_id: str) -> None:
             )
         )
     keys = {a.key for a in artifacts}
-    assert {"timeline", "progress", "cutover-report"} <= keys
+    assert {"plan", "timeline", "progress", "cutover-report"} <= keys
     assert any(k and k.startswith("reconcile-export-data") for k in keys)
     [timeline] = [a for a in artifacts if a.key == "timeline"]
     assert len(json.loads(timeline.data)) == 27
