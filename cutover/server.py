@@ -46,10 +46,14 @@ def server_env(home: Path, port: int) -> dict[str, str]:
     return env
 
 
+ZOMBIE_AUTOMATION = "cutover-crash-zombie-flow-runs"
+
+
 def start(home: Path, port: int = DEFAULT_PORT, *, timeout: float = 120.0) -> str:
     """Start a server in the background unless one already answers; return its API URL."""
     url = api_url(port)
     if is_healthy(url):
+        ensure_zombie_automation(url)
         return url
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "server.log", "ab")  # noqa: SIM115 (handed to the child process)
@@ -68,6 +72,7 @@ def start(home: Path, port: int = DEFAULT_PORT, *, timeout: float = 120.0) -> st
         if process.poll() is not None:
             raise CutoverError(f"the Prefect server exited at once; see {home / 'server.log'}")
         if is_healthy(url):
+            ensure_zombie_automation(url)
             return url
         time.sleep(0.5)
     raise CutoverError(
@@ -94,3 +99,45 @@ def stop(home: Path) -> bool:
         time.sleep(0.1)
     pid_file.unlink(missing_ok=True)
     return True
+
+
+def ensure_zombie_automation(url: str, *, heartbeat_seconds: int = 180) -> None:
+    """Mark a run Crashed when its heartbeats stop (a killed process), as PREFECT.md §2 says.
+
+    Without it a SIGKILLed run stays Running forever. Paused and Suspended are in the
+    `expect` set: a run waiting for a go/no-go sends no heartbeats and must not be
+    crashed for it (the automation as documented by Prefect does crash those).
+    """
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: url}):
+        try:
+            Automation.read(name=ZOMBIE_AUTOMATION)
+            return
+        except ValueError:
+            pass  # not there yet
+        Automation(
+            name=ZOMBIE_AUTOMATION,
+            description="Crash flow runs whose process stopped sending heartbeats",
+            trigger=EventTrigger(
+                after={"prefect.flow-run.heartbeat"},
+                expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed",
+                        "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+                        "prefect.flow-run.Crashed", "prefect.flow-run.Paused",
+                        "prefect.flow-run.Suspended"},
+                match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=timedelta(seconds=3 * heartbeat_seconds),
+            ),
+            actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                        message="no heartbeat: the process running it died")],
+        ).create()
