@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from uuid import UUID
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,7 +56,7 @@ def step_seconds(ledger: Ledger, execution_id: str) -> dict[str, float]:
     return took
 
 
-def through_prefect(work: Path, api: str) -> tuple[float, dict[str, float]]:
+def through_prefect(work: Path, api: str) -> tuple[float, float, dict[str, float]]:
     with running_sandbox(work / "sandbox") as sb:
         ledger_url = f"sqlite:///{work / 'prefect-ledger.db'}"
         env = {**os.environ, "PREFECT_API_URL": api, "CUTOVER_HOME": str(work / "home")}
@@ -68,7 +69,17 @@ def through_prefect(work: Path, api: str) -> tuple[float, dict[str, float]]:
             raise SystemExit(f"rehearsal failed:\n{done.stdout}\n{done.stderr}")
         ledger = Ledger(ledger_url)
         [execution] = ledger.executions()
-        return wall, step_seconds(ledger, execution.id)
+        return wall, flow_seconds(execution.flow_run_id, api), step_seconds(ledger, execution.id)
+
+
+def flow_seconds(flow_run_id: str, api: str) -> float:
+    """How long the cutover flow run itself took, by the Prefect server's clock."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+    return (run.end_time - run.start_time).total_seconds()
 
 
 def bare_engine(work: Path) -> tuple[float, dict[str, float]]:
@@ -97,10 +108,11 @@ def main() -> None:
         os.environ["PREFECT_HOME"] = str(home)
         api = server.start(home, _free_port(), timeout=180)
         try:
-            prefect_runs, bare_runs, per_step = [], [], {}
+            prefect_runs, flow_runs, bare_runs, per_step = [], [], [], {}
             for n in range(args.repeat):
-                wall, steps = through_prefect(Path(tmp) / f"p{n}", api)
+                wall, flow_time, steps = through_prefect(Path(tmp) / f"p{n}", api)
                 prefect_runs.append(wall)
+                flow_runs.append(flow_time)
                 for step, seconds in steps.items():
                     per_step.setdefault(step, []).append(seconds)
                 bare_runs.append(bare_engine(Path(tmp) / f"b{n}")[0])
@@ -111,6 +123,9 @@ def main() -> None:
     print(f"Shanxi schedule, {steps} steps, {args.repeat} runs each (medians)")
     print(f"  cutover rehearse (Prefect, whole command):  {p_med:6.2f} s"
           f"   ({p_med / steps * 1000:.0f} ms per step)")
+    f_med = statistics.median(flow_runs)
+    print(f"    of which the cutover flow run itself:     {f_med:6.2f} s"
+          f"   ({f_med / steps * 1000:.0f} ms per step; the rest is start-up)")
     print(f"  bare engine, same steps, no Prefect:        {b_med:6.2f} s"
           f"   ({b_med / steps * 1000:.0f} ms per step)")
     print(f"  ratio Prefect / bare:                       {p_med / b_med:6.1f} x")

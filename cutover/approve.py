@@ -43,13 +43,16 @@ def pending_question(ledger: Ledger, execution_id: str, step_id: str) -> dict[st
 
 
 def approve(
-    ledger: Ledger, execution_id: str, *, step_id: str, by: str, decision: str, comment: str = ""
-) -> str:
-    """Resume the paused flow run with a typed decision; the run records it in the ledger."""
+    ledger: Ledger, run_id: str, *, step_id: str, by: str, decision: str, comment: str = ""
+) -> tuple[str, str]:
+    """Resume the paused flow run with a typed decision; the run records it in the ledger.
+
+    `run_id` is an execution id or a Prefect flow run id; returns (execution id, flow run id).
+    """
     from prefect import resume_flow_run
     from prefect.exceptions import FlowPauseTimeout, NotPausedError
 
-    execution_id = resolve_execution(ledger, execution_id)
+    execution_id = resolve_execution(ledger, run_id)
     question = pending_question(ledger, execution_id, step_id)
     flow_run_id = str(question.get("flow_run_id") or "")
     if not flow_run_id:
@@ -67,4 +70,4 @@ def approve(
         raise ApprovalError(f"the pause of flow run {flow_run_id} has expired") from exc
     except RuntimeError as exc:
         raise ApprovalError(f"the run refused the input: {exc}") from exc
-    return flow_run_id
+    return execution_id, flow_run_id

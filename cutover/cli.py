@@ -283,17 +283,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
     _use_prefect_api()
     ledger = Ledger(_ledger_url(args))
-    where = approve(
-        ledger,
-        args.execution,
-        step_id=args.step,
-        by=args.by,
-        decision=args.decision,
-        comment=args.comment,
-    )
-    print(
-        f"{args.decision} for {args.step} of {args.execution} by {args.by} sent to flow run {where}"
-    )
+    execution_id, flow_run_id = approve(ledger, args.execution, step_id=args.step, by=args.by,
+                                        decision=args.decision, comment=args.comment)
+    print(f"{args.decision} by {args.by} for {args.step} of {execution_id} "
+          f"sent to flow run {flow_run_id}")
     return 0
 
 

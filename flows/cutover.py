@@ -7,6 +7,8 @@ and a phase subflow all start the same way.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,14 +47,20 @@ def _approver(execution: Execution) -> Approver:
     return PrefectApprover(poll_interval=float(execution.options.get("poll_interval", 2.0)))
 
 
-def _open(ledger_url: str, execution_id: str, role: str) -> tuple[Session, Script]:
+@contextmanager
+def _opened(ledger_url: str, execution_id: str, role: str) -> Iterator[tuple[Session, Script]]:
+    """The session and script of an execution, reopened from the ledger, closed afterwards."""
     ledger = Ledger(ledger_url)
-    session, main = open_session(ledger, execution_id, _approver)
-    session.locator = current_flow_run
-    if role == "main":
-        return session, main
-    runbook_ref = session.ledger.facts(execution_id).get("rollback-runbook")
-    return session, rollback_script(session, main, runbook_ref)
+    try:
+        session, main = open_session(ledger, execution_id, _approver)
+        session.locator = current_flow_run
+        if role == "main":
+            yield session, main
+        else:
+            runbook_ref = ledger.facts(execution_id).get("rollback-runbook")
+            yield session, rollback_script(session, main, runbook_ref)
+    finally:
+        ledger.close()
 
 
 @task(name="step", cache_policy=NO_CACHE, persist_result=False)
@@ -73,19 +81,17 @@ def run_step(session: Session, script: Script, step: PlannedStep) -> StepResult:
     return result
 
 
+# Where a step's events carry a reconciliation table, by event kind.
+_TABLE_HOLDERS = {"action-done": "evidence", "gate-passed": "observed", "gate-failed": "observed"}
+
+
 def _evidence_tables(session: Session, script: Script, step: PlannedStep) -> list[list[dict]]:
     """Reconciliation tables a step's action or gates produced, to show as artifacts."""
     tables = []
     for event in session.ledger.events(
         session.execution_id, runbook=script.name, step_id=step.step.id
     ):
-        holder = (
-            event.data.get("evidence")
-            if event.kind == "action-done"
-            else event.data.get("observed")
-            if event.kind.startswith("gate-")
-            else None
-        )
+        holder = event.data.get(_TABLE_HOLDERS.get(event.kind, ""))
         if isinstance(holder, dict) and isinstance(holder.get("table"), list) and holder["table"]:
             tables.append(holder["table"])
     return tables
@@ -96,8 +102,14 @@ def run_phase(
     ledger_url: str, execution_id: str, role: str, phase_id: str, progress_id: str | None = None
 ) -> dict[str, Any]:
     """Run the steps of one phase in time order; stop at the first failure the policy won't pass."""
-    session, script = _open(ledger_url, execution_id, role)
-    done_kinds = session.ledger.step_kinds(execution_id, script.name)
+    with _opened(ledger_url, execution_id, role) as (session, script):
+        return _run_steps(session, script, phase_id, progress_id)
+
+
+def _run_steps(
+    session: Session, script: Script, phase_id: str, progress_id: str | None
+) -> dict[str, Any]:
+    done_kinds = session.ledger.step_kinds(session.execution_id, script.name)
     for step in script.plan.steps:
         if step.phase.id != phase_id:
             continue
@@ -130,51 +142,67 @@ def run_phase(
 @flow(name="cutover", flow_run_name="{execution_id}", persist_result=False)
 def cutover(ledger_url: str, execution_id: str) -> str:
     """Run (or resume) one execution of a runbook; returns its final status."""
-    logger = get_run_logger()
-    session, main = _open(ledger_url, execution_id, "main")
-    ledger = session.ledger
+    with _opened(ledger_url, execution_id, "main") as (session, main):
+        _take_over(session)
+        progress_id = _announce(main)
+        rollback_ref = session.ledger.facts(execution_id).get("rollback-runbook")
+    outcome: dict[str, Any] = {"status": "completed"}
+    if rollback_ref is None:
+        outcome = _run_script(ledger_url, execution_id, "main", main, progress_id)
+        if outcome["status"] == "rollback":
+            with _opened(ledger_url, execution_id, "main") as (session, main):
+                rollback_ref = _start_rollback(session, main, outcome)
+    if rollback_ref is not None:
+        with _opened(ledger_url, execution_id, "rollback") as (_, rollback):
+            back = _run_script(ledger_url, execution_id, "rollback", rollback, progress_id)
+        status = "rolled-back" if back["status"] == "completed" else "rollback-failed"
+        outcome = {**outcome, "status": status, "rollback": back}
+    # Reopen: the phase subflows moved the clock on.
+    with _opened(ledger_url, execution_id, "main") as (session, main):
+        _finish(session, main, outcome)
+    get_run_logger().info("execution %s: %s", execution_id, outcome["status"])
+    return outcome["status"]
+
+
+def _take_over(session: Session) -> None:
+    """Claim the execution for this flow run, retiring the runs of a killed process."""
+    ledger, execution_id = session.ledger, session.execution_id
     previous = ledger.execution(execution_id).flow_run_id
-    current = _flow_run_fields()
+    current = current_flow_run()
     if previous and current and previous != current["flow_run_id"]:
         for run_id in retire_flow_run(previous, current["flow_run_id"]):
-            logger.info("marked flow run %s Crashed: this run resumes its execution", run_id)
-    ledger.update_execution(execution_id, status="running", **current)
-    facts = ledger.facts(execution_id)
-    progress_id = str(
-        create_progress_artifact(
-            0.0, key="progress", description=f"{main.runbook.title}: steps done"
-        )
+            get_run_logger().info(
+                "marked flow run %s Crashed: this run resumes its execution", run_id
+            )
+    ledger.update_execution(
+        execution_id,
+        status="running",
+        **({"flow_run_id": current["flow_run_id"]} if current else {}),
     )
+
+
+def _announce(main: Script) -> str:
+    """The plan and a progress bar, shown in the UI from the start; returns the bar's id."""
     create_markdown_artifact(
         f"```\n{plan_table(main.plan)}\n```",
         key="plan",
         description=f"The plan of {main.runbook.name}, times in {main.runbook.timezone}",
     )
-    outcome: dict[str, Any] = {"status": "completed"}
-    if facts.get("rollback-runbook") is None:
-        outcome = _run_script(ledger_url, execution_id, "main", main, progress_id)
-        if outcome["status"] == "rollback":
-            _start_rollback(session, main, outcome)
-    if facts.get("rollback-runbook") is not None:
-        session, rollback = _open(ledger_url, execution_id, "rollback")
-        back = _run_script(ledger_url, execution_id, "rollback", rollback, progress_id)
-        outcome = {
-            **outcome,
-            "status": "rolled-back" if back["status"] == "completed" else "rollback-failed",
-            "rollback": back,
-        }
+    return str(
+        create_progress_artifact(
+            0.0, key="progress", description=f"{main.runbook.title}: steps done"
+        )
+    )
+
+
+def _finish(session: Session, main: Script, outcome: dict[str, Any]) -> None:
     status = outcome["status"]
-    session, main = _open(ledger_url, execution_id, "main")  # the subflows moved the clock on
     session.record(main, f"execution-{status}", data=outcome)
     _publish(session, main)
-    ledger.update_execution(
-        execution_id,
-        status=status,
-        clock_now=session.clock_text(),
-        **({"ended_at": _now()} if status != "halted" else {}),
+    ended = {} if status == "halted" else {"ended_at": datetime.now(UTC)}
+    session.ledger.update_execution(
+        session.execution_id, status=status, clock_now=session.clock_text(), **ended
     )
-    logger.info("execution %s: %s", execution_id, status)
-    return status
 
 
 def _run_script(
@@ -187,7 +215,7 @@ def _run_script(
     return {"status": "completed"}
 
 
-def _start_rollback(session: Session, main: Script, outcome: dict[str, Any]) -> None:
+def _start_rollback(session: Session, main: Script, outcome: dict[str, Any]) -> str:
     runbook_ref = outcome.get("runbook")
     if not runbook_ref:
         raise RuntimeError(f"step {outcome['step']} asks for a rollback but names no runbook")
@@ -197,6 +225,7 @@ def _start_rollback(session: Session, main: Script, outcome: dict[str, Any]) -> 
         data={"trigger_step": outcome["step"], "reason": outcome["reason"], "runbook": runbook_ref},
     )
     session.ledger.facts(session.execution_id).put("rollback-runbook", runbook_ref)
+    return runbook_ref
 
 
 def _publish(session: Session, main: Script) -> None:
@@ -211,12 +240,3 @@ def _publish(session: Session, main: Script) -> None:
         key="cutover-report",
         description="Cutover report for sign-off",
     )
-
-
-def _flow_run_fields() -> dict[str, str]:
-    located = current_flow_run()
-    return {"flow_run_id": located["flow_run_id"]} if located else {}
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
