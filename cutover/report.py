@@ -125,6 +125,7 @@ def render_report(ledger: Ledger, execution_id: str) -> str:
             f"Started at {_short(rollback[0].clock_at)} by step `{data.get('trigger_step')}`: "
             f"{data.get('reason')}. Rollback runbook: `{data.get('runbook')}`.",
         ]
+    out += evidence_section(events)
     out += [
         "",
         "## Sign-off",
@@ -149,3 +150,37 @@ def write_report(ledger: Ledger, execution_id: str, workdir: Path) -> Path:
     tmp.write_text(render_report(ledger, execution_id), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+_MARKS = {"gate-passed": "passed", "gate-failed": "FAILED"}
+
+
+def evidence_section(events: list[Event]) -> list[str]:
+    """Per step: every gate's verdict and any reconciliation table, as markdown."""
+    out = ["", "## Evidence", ""]
+    current = None
+    for event in events:
+        if event.kind not in _MARKS and not (event.kind == "action-done" and _table(event)):
+            continue
+        if (event.runbook, event.step_id) != current:
+            current = (event.runbook, event.step_id)
+            out += ["", f"**{event.step_id}** ({event.runbook}, {_short(event.clock_at)})", ""]
+        if event.kind in _MARKS:
+            out.append(f"- {_MARKS[event.kind]}: {event.data.get('summary', '')}")
+        table = _table(event)
+        if table:
+            out += ["", *_markdown_table(table), ""]
+    return out
+
+
+def _table(event: Event) -> list[dict] | None:
+    holder = event.data.get("evidence" if event.kind == "action-done" else "observed")
+    table = holder.get("table") if isinstance(holder, dict) else None
+    return table if isinstance(table, list) and table else None
+
+
+def _markdown_table(rows: list[dict]) -> list[str]:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return lines

@@ -80,7 +80,11 @@ def test_shanxi_rehearsal_completes_every_step(prefect_api, fresh_sandbox, home,
         persons = conn.execute(sa.text("select count(*) from persons")).scalar()
     engine.dispose()
     assert residents == 0 and persons > 1000
-    assert (Path(execution.workdir) / "report.md").read_text().count("| completed |") == 27
+    report = (Path(execution.workdir) / "report.md").read_text()
+    assert report.count("| completed |") == 27 and "hash chain intact" in report
+    # The evidence a leadership group signs: gate verdicts and the export's row counts.
+    assert "- passed: all 14 channels stopped" in report
+    assert "| persons |" in report and "## Sign-off" in report
     assert "execution " in out and "completed" in out
     _assert_prefect_shows_phases_steps_and_artifacts(execution.flow_run_id)
 
