@@ -14,12 +14,9 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from cutover import console
 from cutover.errors import CutoverError, RunbookError
-
-if TYPE_CHECKING:
-    from cutover.ledger import Event, Ledger
 
 EXIT = {"completed": 0, "halted": 2, "rolled-back": 3, "rollback-failed": 4}
 DEFAULT_PROFILE = Path("config/sandbox.yaml")
@@ -139,9 +136,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
         ledger_url,
         execution.id,
         rehearsal=mode == "rehearse",
-        watch=lambda stop: _watch(ledger, execution.id, stop),
+        watch=lambda stop: console.watch(ledger, execution.id, stop),
     )
-    _print_outcome(ledger, execution.id, status)
+    console.print_outcome(ledger, execution.id, status)
     return EXIT.get(status, 1)
 
 
@@ -164,78 +161,6 @@ def _run_flow(
     finally:
         stop.set()
         watcher.join(timeout=5)
-
-
-def _watch(ledger: Ledger, execution_id: str, stop: threading.Event) -> None:
-    """Print one line per finished step, decision or rollback, as the ledger records them."""
-    seen = 0
-    flow_run_id = ledger.execution(execution_id).flow_run_id
-    while True:
-        finished = stop.wait(0.3)
-        current = ledger.execution(execution_id).flow_run_id
-        if current and current != flow_run_id:
-            flow_run_id = current
-            ui = os.environ["PREFECT_API_URL"].removesuffix("/").removesuffix("/api")
-            print(f"  watch it in the Prefect UI: {ui}/runs/flow-run/{current}", flush=True)
-        for event in ledger.events(execution_id)[seen:]:
-            seen += 1
-            line = _event_line(event, execution_id)
-            if line:
-                print(line, flush=True)
-        if finished:
-            return
-
-
-def _event_line(event: Event, execution_id: str) -> str | None:
-    kind, data, step = event.kind, event.data, event.step_id
-    at = event.clock_at[:16].replace("T", " ")
-    if kind == "step-completed":
-        return f"  {at}  {'ok':6} {step}" + (
-            "  (overridden by a person)" if data.get("overridden") else ""
-        )
-    if kind == "step-failed":
-        return f"  {at}  {'FAILED':6} {step}: {data.get('reason')} -> {data.get('policy')}"
-    if kind == "approval-requested":
-        return (
-            f"  {at}  {'WAIT':6} {step}: {data.get('question')}\n"
-            f"                           answer in the Prefect UI or: cutover approve "
-            f"{execution_id} --step {step} --by NAME --decision go|no-go"
-        )
-    if kind == "decision":
-        auto = " (automatic)" if data.get("automatic") else ""
-        return f"  {at}  {'DECIDE':6} {step}: {data.get('decision')} by {data.get('by')}{auto}"
-    if kind == "rollback-started":
-        trigger, runbook = data.get("trigger_step"), data.get("runbook")
-        return f"  {at}  {'ROLLBACK':6} triggered by {trigger}: running {runbook}"
-    return None
-
-
-def _print_outcome(ledger: Ledger, execution_id: str, status: str) -> None:
-    from cutover.report import timeline_rows
-
-    execution = ledger.execution(execution_id)
-    rows = timeline_rows(ledger, execution_id)
-    print()
-    print(
-        _table(
-            rows,
-            ["runbook", "phase", "step", "planned", "finished", "outcome", "gates", "decision"],
-        )
-    )
-    print()
-    print(f"execution {execution_id}: {status}")
-    print(f"ledger: {ledger.url}")
-    print(f"report: {Path(execution.workdir) / 'report.md'}")
-
-
-def _table(rows: list[dict[str, str]], columns: list[str]) -> str:
-    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
-    lines = [
-        "  ".join(c.ljust(widths[c]) for c in columns),
-        "  ".join("-" * widths[c] for c in columns),
-    ]
-    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(lines)
 
 
 def _use_prefect_api() -> None:
@@ -265,9 +190,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     scheduled_cutover.serve(
         name=args.name or f"{loaded.runbook.name}-{args.mode}",
         schedules=schedules,
-        parameters={"runbook": str(loaded.runbook_path), "profile": str(loaded.profile_path),
-                    "mode": args.mode, "auto_approve": args.auto_approve,
-                    "ledger": args.ledger, "new": args.mode == "rehearse"},
+        parameters={
+            "runbook": str(loaded.runbook_path),
+            "profile": str(loaded.profile_path),
+            "mode": args.mode,
+            "auto_approve": args.auto_approve,
+            "ledger": args.ledger,
+            "new": args.mode == "rehearse",
+        },
         description=loaded.runbook.title,
         tags=["cutover", args.mode],
     )
@@ -283,10 +213,18 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
     _use_prefect_api()
     ledger = Ledger(_ledger_url(args))
-    execution_id, flow_run_id = approve(ledger, args.execution, step_id=args.step, by=args.by,
-                                        decision=args.decision, comment=args.comment)
-    print(f"{args.decision} by {args.by} for {args.step} of {execution_id} "
-          f"sent to flow run {flow_run_id}")
+    execution_id, flow_run_id = approve(
+        ledger,
+        args.execution,
+        step_id=args.step,
+        by=args.by,
+        decision=args.decision,
+        comment=args.comment,
+    )
+    print(
+        f"{args.decision} by {args.by} for {args.step} of {execution_id} "
+        f"sent to flow run {flow_run_id}"
+    )
     return 0
 
 
@@ -305,12 +243,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             }
             for e in ledger.executions()
         ]
-        print(_table(rows, ["execution", "mode", "status", "started"]) if rows else "no executions")
+        columns = ["execution", "mode", "status", "started"]
+        print(console.table(rows, columns) if rows else "no executions")
         return 0
     execution = ledger.execution(args.execution)
     print(f"{execution.id}: {execution.status} (clock {execution.clock_now or '-'})")
     print(
-        _table(
+        console.table(
             timeline_rows(ledger, execution.id),
             ["runbook", "step", "planned", "finished", "outcome", "gates", "decision"],
         )
