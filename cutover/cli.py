@@ -131,20 +131,23 @@ def cmd_execute(args: argparse.Namespace) -> int:
     _use_prefect_api()
     if not args.verbose:
         # Our own one line per step replaces Prefect's console log; the UI keeps it all.
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    status = _run_flow(
+        # (A failed step is a Failed task run, which Prefect logs as an error with an
+        # empty traceback; our FAILED line says it better.)
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    _run_flow(
         ledger_url,
         execution.id,
         rehearsal=mode == "rehearse",
         watch=lambda stop: console.watch(ledger, execution.id, stop),
     )
+    status = ledger.execution(execution.id).status  # the ledger, not Prefect, says how it ended
     console.print_outcome(ledger, execution.id, status)
     return EXIT.get(status, 1)
 
 
 def _run_flow(
     ledger_url: str, execution_id: str, *, rehearsal: bool, watch: Callable[[threading.Event], None]
-) -> str:
+) -> None:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.cutover import cutover
@@ -157,7 +160,9 @@ def _run_flow(
         # is watched live, so it goes without. A real run keeps them for zombie detection.
         settings = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None} if rehearsal else {}
         with temporary_settings(settings):
-            return cutover(ledger_url=ledger_url, execution_id=execution_id)
+            state = cutover(ledger_url=ledger_url, execution_id=execution_id, return_state=True)
+        if state.is_crashed() or (state.is_failed() and state.name == "Failed"):
+            state.result()  # our own code broke: raise it for the debug log
     finally:
         stop.set()
         watcher.join(timeout=5)

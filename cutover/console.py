@@ -19,8 +19,7 @@ def watch(ledger: Ledger, execution_id: str, stop: threading.Event) -> None:
         current = ledger.execution(execution_id).flow_run_id
         if current and current != flow_run_id:
             flow_run_id = current
-            ui = os.environ["PREFECT_API_URL"].removesuffix("/").removesuffix("/api")
-            print(f"  watch it in the Prefect UI: {ui}/runs/flow-run/{current}", flush=True)
+            print(f"  watch it in the Prefect UI: {_ui()}/runs/flow-run/{current}", flush=True)
         for event in ledger.events(execution_id)[seen:]:
             seen += 1
             line = event_line(event, execution_id)
@@ -40,10 +39,14 @@ def event_line(event: Event, execution_id: str) -> str | None:
     if kind == "step-failed":
         return f"  {at}  {'FAILED':6} {step}: {data.get('reason')} -> {data.get('policy')}"
     if kind == "approval-requested":
+        line = f"  {at}  {'ASK':6} {step}: {data.get('question')}"
+        if not data.get("waits_for_a_person"):
+            return line
+        pad = " " * 27
         return (
-            f"  {at}  {'WAIT':6} {step}: {data.get('question')}\n"
-            f"                           answer in the Prefect UI or: cutover approve "
-            f"{execution_id} --step {step} --by NAME --decision go|no-go"
+            f"{line}\n{pad}answer in the Prefect UI: {_ui()}/runs/flow-run/"
+            f"{data.get('flow_run_id')}\n{pad}or: cutover approve {execution_id} "
+            f"--step {step} --by NAME --decision go|no-go"
         )
     if kind == "decision":
         auto = " (automatic)" if data.get("automatic") else ""
@@ -80,3 +83,7 @@ def table(rows: list[dict[str, str]], columns: list[str]) -> str:
     ]
     lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(lines)
+
+
+def _ui() -> str:
+    return os.environ.get("PREFECT_API_URL", "").removesuffix("/").removesuffix("/api")

@@ -40,10 +40,13 @@ class Question:
     on_timeout: DecisionValue = "no-go"
     # "approval": a planned go/no-go step; "override": carry on past a failed step?
     kind: Literal["approval", "override"] = "approval"
+    execution_id: str = ""  # for the `cutover approve` hint shown with the question
 
 
 class Approver(Protocol):
     """Gets a decision from a person (or decides automatically in a rehearsal)."""
+
+    automatic: bool  # True when no person is asked
 
     def decide(self, question: Question) -> Decision: ...
 
@@ -54,6 +57,8 @@ class AutoApprover:
     It never waves a failure through: asked to carry on past a failed step it says
     no-go, because a rehearsal exists to find exactly those failures.
     """
+
+    automatic = True
 
     def __init__(self, by: str = "rehearsal (--auto-approve)") -> None:
         self._by = by

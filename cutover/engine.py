@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -173,9 +173,11 @@ class _RecordingApprover:
                 "approvers": list(question.approvers),
                 "timeout_seconds": question.timeout.total_seconds(),
                 "on_timeout": question.on_timeout,
+                "waits_for_a_person": not self.session.approver.automatic,
                 **self.session.locator(),
             },
         )
+        question = replace(question, execution_id=self.session.execution_id)
         decision = self.session.approver.decide(question)
         self.session.record(self.script, "decision", step=self.step, data=decision.as_evidence())
         return decision

@@ -20,6 +20,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.states import Failed
 from prefect.utilities.annotations import quote
 
 from cutover.decisions import Approver, AutoApprover
@@ -64,20 +66,22 @@ def _opened(ledger_url: str, execution_id: str, role: str) -> Iterator[tuple[Ses
 
 
 @task(name="step", cache_policy=NO_CACHE, persist_result=False)
-def run_step(session: Session, script: Script, step: PlannedStep) -> StepResult:
-    """One runbook step: action, gates, retries; the ledger records every part."""
+def run_step(session: Session, script: Script, step: PlannedStep) -> StepResult | State:
+    """One runbook step: action, gates, retries; the ledger records every part.
+
+    A failed step ends the task run Failed (red in the UI) with the reason as its
+    message; the StepResult rides along as the state's data for the phase to act on.
+    """
     result = execute_step(session, script, step)
-    logger = get_run_logger()
-    if result.outcome == "failed":
-        logger.error("%s failed: %s (policy: %s)", step.step.id, result.reason, result.policy)
-    else:
-        logger.info("%s %s", step.step.id, result.outcome)
     for index, table in enumerate(_evidence_tables(session, script, step)):
         create_table_artifact(
             table,
             key=f"reconcile-{step.step.id}-{index}"[:60].rstrip("-"),
             description=f"{step.step.id}: {step.step.title}",
         )
+    if result.outcome == "failed":
+        return Failed(message=f"{result.reason} (then: {result.policy})", data=result)
+    get_run_logger().info("%s %s", step.step.id, result.outcome)
     return result
 
 
@@ -100,7 +104,7 @@ def _evidence_tables(session: Session, script: Script, step: PlannedStep) -> lis
 @flow(name="phase", flow_run_name="{role}-{phase_id}", persist_result=False)
 def run_phase(
     ledger_url: str, execution_id: str, role: str, phase_id: str, progress_id: str | None = None
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Run the steps of one phase in time order; stop at the first failure the policy won't pass."""
     with _opened(ledger_url, execution_id, role) as (session, script):
         return _run_steps(session, script, phase_id, progress_id)
@@ -108,7 +112,7 @@ def run_phase(
 
 def _run_steps(
     session: Session, script: Script, phase_id: str, progress_id: str | None
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     done_kinds = session.ledger.step_kinds(session.execution_id, script.name)
     for step in script.plan.steps:
         if step.phase.id != phase_id:
@@ -117,9 +121,12 @@ def _run_steps(
             continue  # done in an earlier run: not even a task, so nothing can repeat
         wait_for(session, step)
         name = f"{step.at.format('MM-DD HH:mm')} {step.step.id}"
-        result = run_step.with_options(task_run_name=name)(
-            quote(session), quote(script), quote(step)
+        state = run_step.with_options(task_run_name=name)(
+            quote(session), quote(script), quote(step), return_state=True
         )
+        result = state.result(raise_on_failure=False)
+        if not isinstance(result, StepResult):  # the task itself broke: that is a failure too
+            result = StepResult(step.step.id, "failed", f"step task crashed: {result}")
         session.save_clock()  # retries moved the clock on; the next phase starts from here
         if progress_id:
             done, total = progress(session, script)
@@ -128,19 +135,16 @@ def _run_steps(
             continue
         if result.policy == "ask" and ask_after_failure(session, script, step, result).go:
             continue
+        outcome = {"status": "halted", "step": step.step.id, "reason": result.reason}
         if result.policy == "rollback":
-            return {
-                "status": "rollback",
-                "step": step.step.id,
-                "reason": result.reason,
-                "runbook": result.rollback_runbook,
-            }
-        return {"status": "halted", "step": step.step.id, "reason": result.reason}
+            outcome |= {"status": "rollback", "runbook": result.rollback_runbook}
+        name = "RollingBack" if result.policy == "rollback" else "Halted"
+        return Failed(name=name, message=f"{step.step.id}: {result.reason}", data=outcome)
     return {"status": "completed"}
 
 
 @flow(name="cutover", flow_run_name="{execution_id}", persist_result=False)
-def cutover(ledger_url: str, execution_id: str) -> str:
+def cutover(ledger_url: str, execution_id: str) -> str | State:
     """Run (or resume) one execution of a runbook; returns its final status."""
     with _opened(ledger_url, execution_id, "main") as (session, main):
         _take_over(session)
@@ -160,8 +164,14 @@ def cutover(ledger_url: str, execution_id: str) -> str:
     # Reopen: the phase subflows moved the clock on.
     with _opened(ledger_url, execution_id, "main") as (session, main):
         _finish(session, main, outcome)
-    get_run_logger().info("execution %s: %s", execution_id, outcome["status"])
-    return outcome["status"]
+    status = outcome["status"]
+    get_run_logger().info("execution %s: %s", execution_id, status)
+    if status == "completed":
+        return status
+    # Anything but completed shows red in the UI, named for what happened.
+    names = {"halted": "Halted", "rolled-back": "RolledBack", "rollback-failed": "RollbackFailed"}
+    where = f" at {outcome['step']}: {outcome['reason']}" if outcome.get("step") else ""
+    return Failed(name=names.get(status, "Failed"), message=f"{status}{where}", data=status)
 
 
 def _take_over(session: Session) -> None:
@@ -209,7 +219,10 @@ def _run_script(
     ledger_url: str, execution_id: str, role: str, script: Script, progress_id: str
 ) -> dict[str, Any]:
     for phase in script.runbook.phases:
-        outcome = run_phase(ledger_url, execution_id, role, phase.id, progress_id)
+        state = run_phase(ledger_url, execution_id, role, phase.id, progress_id, return_state=True)
+        outcome = state.result(raise_on_failure=False)
+        if not isinstance(outcome, dict):  # the phase flow itself broke
+            return {"status": "halted", "step": None, "reason": f"phase {phase.id}: {outcome}"}
         if outcome["status"] != "completed":
             return outcome
     return {"status": "completed"}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import State
 
 from cutover.execution import ledger_url_for, load_inputs, start_or_resume
 from cutover.ledger import Ledger
@@ -25,8 +26,8 @@ def scheduled_cutover(
     auto_approve: bool = False,
     ledger: str | None = None,
     new: bool = False,
-) -> str:
-    """Start or resume an execution of `runbook` on `profile`; returns its final status."""
+) -> State:
+    """Start or resume an execution of `runbook` on `profile`; ends in the cutover's state."""
     if auto_approve and mode != "rehearse":
         raise ValueError("auto_approve is only for rehearsals; a real run asks people")
     loaded = load_inputs(Path(runbook), Path(profile))
@@ -36,4 +37,6 @@ def scheduled_cutover(
         Ledger(ledger_url), loaded, mode=mode, options=options, new=new
     )
     get_run_logger().info("%s execution %s", "resuming" if resumed else "starting", execution.id)
-    return cutover(ledger_url=ledger_url, execution_id=execution.id)
+    # The cutover's final state (Completed, or Failed named Halted / RolledBack / ...)
+    # becomes this run's, so the deployment's run history shows how each one ended.
+    return cutover(ledger_url=ledger_url, execution_id=execution.id, return_state=True)

@@ -62,6 +62,8 @@ def test_go_from_the_command_line_resumes_the_paused_run(prefect_api, fresh_sand
     # While paused, the step after the approval has not run: the notice is still up.
     assert httpx.get(f"{fresh_sandbox.old_url}/notice").json()["active"] is True
 
+    # An answer in nobody's name is refused by the form's schema; the run stays paused.
+    assert _approve(execution_id, ledger_url, "go", "  ") == 1
     by = "Li Ming (duty lead)"
     assert _approve(execution_id, ledger_url, "go", by, "--comment", "checks reviewed") == 0
     thread.join(timeout=90)

@@ -144,8 +144,9 @@ def test_core_health_failure_rolls_back_to_an_unchanged_old_system(
     ]
     assert len(retries) == 2
     # The rollback starts when the retries have run out: 08:00 plus two 5-minute delays.
-    assert Ledger(ledger.url).facts(execution.id).get("rollback-anchor").startswith(
-        "2023-12-01T08:10")
+    assert (
+        Ledger(ledger.url).facts(execution.id).get("rollback-anchor").startswith("2023-12-01T08:10")
+    )
     assert "restore-interfaces" not in main_kinds
     back = _kinds(ledger, execution.id, "qingyuan-2021-rollback")
     assert all("step-completed" in k for k in back.values()), back
@@ -160,3 +161,15 @@ def test_core_health_failure_rolls_back_to_an_unchanged_old_system(
     assert {c["state"] for c in old} == {"running"}
     assert httpx.get(f"{fresh_sandbox.new_url}/admin/access").json()["external"] is False
     assert "ROLLBACK" in out
+    # In the Prefect UI the run ends red, named for what happened, and the step that
+    # triggered it is a failed task run carrying the reason.
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(execution.flow_run_id))
+        assert (run.state.type.value, run.state.name) == ("FAILED", "RolledBack")
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])
+            )
+        )
+    [core] = [t for t in tasks if t.name.endswith("restore-core")]
+    assert core.state.is_failed() and "/health" in core.state.message
