@@ -60,7 +60,7 @@ def _home() -> Path:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from cutover.load import load_profile, load_runbook
+    from cutover.load import load_profile, load_with_rollbacks
     from cutover.steps import load_step_types
 
     registry = load_step_types()
@@ -68,12 +68,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     problems = []
     for path in args.files:
         try:
-            load_runbook(Path(path), profile, registry)
+            load_with_rollbacks(Path(path), profile, registry)
             print(f"{path}: ok")
         except RunbookError as exc:
             problems.extend(exc.problems)
     if problems:
-        raise RunbookError(problems)
+        raise RunbookError(sorted(set(problems)))  # a rollback runbook may be named twice
     return 0
 
 

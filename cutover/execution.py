@@ -22,7 +22,7 @@ from cutover.decisions import Approver
 from cutover.engine import Script, Session, planned_start
 from cutover.errors import LedgerError
 from cutover.ledger import Execution, Ledger
-from cutover.load import load_profile, load_runbook
+from cutover.load import load_profile, load_runbook, load_with_rollbacks
 from cutover.plan import build_plan
 from cutover.runbook import Runbook
 from cutover.steps import Registry, load_step_types
@@ -49,7 +49,7 @@ def load_inputs(runbook_path: Path, profile_path: Path) -> Loaded:
     """Load and validate a runbook against a profile; raises RunbookError listing every problem."""
     registry = load_step_types()
     profile = load_profile(profile_path)
-    runbook = load_runbook(runbook_path, profile, registry)
+    runbook = load_with_rollbacks(runbook_path, profile, registry)
     return Loaded(runbook, runbook_path.resolve(), profile_path.resolve(), registry, profile)
 
 

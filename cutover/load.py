@@ -19,7 +19,7 @@ from typing import Any, get_args
 from pendulum import DateTime
 from pydantic import BaseModel, ValidationError
 
-from cutover.errors import RunbookError
+from cutover.errors import Problem, RunbookError
 from cutover.plan import dependency_problems, earliest_times, order_conflicts
 from cutover.profile import Profile
 from cutover.runbook import Action, Gate, OnFailure, Runbook, TimeSpec
@@ -59,6 +59,34 @@ NO_ROLLBACK = (
     "this policy rolls back but no rollback runbook is named; "
     "add rollback: FILE at the top of the runbook, or runbook: FILE here"
 )
+
+
+def load_with_rollbacks(path: Path, profile: Profile | None, registry: Registry) -> Runbook:
+    """Load a runbook and validate every rollback runbook it names, against the same profile.
+
+    A rollback runbook is read when things have already gone wrong; its mistakes must
+    surface at review time, not then. Problems of every file are reported together.
+    """
+    problems: list[Problem] = []
+    seen: set[Path] = set()
+    pending = [path.resolve()]
+    main: Runbook | None = None
+    while pending:
+        current = pending.pop(0)
+        if current in seen or not current.is_file():
+            continue  # a missing rollback file is already a problem of the runbook naming it
+        seen.add(current)
+        try:
+            runbook = load_runbook(current, profile, registry)
+        except RunbookError as exc:
+            problems.extend(exc.problems)
+            continue
+        main = main or runbook
+        refs = {runbook.rollback} | {s.on_failure.runbook for _, s in runbook.steps()}
+        pending += [(current.parent / ref).resolve() for ref in sorted(r for r in refs if r)]
+    if problems or main is None:
+        raise RunbookError(problems)
+    return main
 
 
 def load_profile(path: Path, environ: Mapping[str, str] | None = None) -> Profile:
