@@ -111,3 +111,62 @@ def test_no_answer_by_the_deadline_is_the_runbooks_on_timeout(
     assert decision["decision"] == "no-go"
     assert decision["by"].startswith("cutover (no answer within")
     assert decision["automatic"] is True
+
+
+ASK_RUNBOOK = """
+name: ask-check
+title: A failed gate under the ask policy
+timezone: Asia/Shanghai
+teams: {ops: {name: Operations}}
+phases:
+  - id: only
+    title: Only phase
+    steps:
+      - id: check-new-version
+        title: The new system already runs the new version
+        owner: ops
+        at: "2023-11-30 21:00"
+        gates:
+          - {check: http, target: new-system, path: /version, json: {version: "2099.1.0"}}
+        on_failure: ask
+      - id: publish-notice
+        title: Publish a notice
+        owner: ops
+        at: "2023-11-30 22:00"
+        action: {type: notice.publish, target: old-system, text: "Carried on past a failed check"}
+"""
+
+
+def test_ask_policy_lets_a_person_carry_on_past_a_failed_gate(
+    prefect_api, fresh_sandbox, ledger_url, tmp_path
+):
+    runbook = tmp_path / "ask.yaml"
+    runbook.write_text(ASK_RUNBOOK)
+    thread, result = _start(runbook, fresh_sandbox.profile_path, ledger_url)
+    execution_id, _ = _wait_for_question(ledger_url)
+    argv = [
+        "approve",
+        execution_id,
+        "--step",
+        "check-new-version",
+        "--by",
+        "Zhao Lei",
+        "--decision",
+        "go",
+        "--comment",
+        "version check is cosmetic",
+        "--ledger",
+        ledger_url,
+    ]
+    assert main(argv) == 0
+    thread.join(timeout=90)
+    assert result["code"] == 0
+
+    ledger = Ledger(ledger_url)
+    events = ledger.events(execution_id, step_id="check-new-version")
+    kinds = [e.kind for e in events]
+    assert kinds.index("gate-failed") < kinds.index("approval-requested") < kinds.index("decision")
+    [completed] = [e for e in events if e.kind == "step-completed"]
+    assert completed.data == {"overridden": True}
+    assert "step-completed" in ledger.step_kinds(execution_id, "ask-check")["publish-notice"]
+    assert httpx.get(f"{fresh_sandbox.old_url}/notice").json()["active"] is True
