@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -43,14 +43,12 @@ class StepResult:
     # What to do now that the step failed (after any retries): halt, ask or rollback.
     policy: str = "halt"
     rollback_runbook: str | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Script:
     """A runbook with its plan, as one execution runs it (the cutover or its rollback)."""
 
-    role: Literal["main", "rollback"]
     runbook: Runbook
     plan: Plan
 

@@ -139,7 +139,7 @@ def open_session(
         workdir=Path(execution.workdir),
         approver=approver_factory(execution),
     )
-    return session, Script("main", loaded.runbook, plan)
+    return session, Script(loaded.runbook, plan)
 
 
 def rollback_script(session: Session, main: Script, runbook_ref: str) -> Script:
@@ -153,7 +153,7 @@ def rollback_script(session: Session, main: Script, runbook_ref: str) -> Script:
         facts.put("rollback-anchor", anchor_text)
     anchor = pendulum.parse(anchor_text).in_timezone(runbook.timezone)
     plan = build_plan(runbook, anchors={ROLLBACK_ANCHOR: anchor})
-    return Script("rollback", runbook, plan)
+    return Script(runbook, plan)
 
 
 def _clock_for(execution: Execution, runbook: Runbook, start: pendulum.DateTime) -> Clock:
