@@ -137,13 +137,12 @@ class Ledger:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._engine = _make_engine(url)
         try:
-            metadata.create_all(self._engine)
-        except sa.exc.OperationalError:
-            # Another process created the tables between our check and our CREATE
-            # (two commands opening a fresh SQLite ledger at once); they exist now.
-            metadata.create_all(self._engine)
+            self._engine = _make_engine(url)
+            _create_tables(self._engine)
+        except (OSError, sa.exc.SQLAlchemyError) as exc:
+            shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+            raise LedgerError(f"cannot open the ledger {shown}: {exc}") from exc
 
     def close(self) -> None:
         self._engine.dispose()
@@ -337,6 +336,15 @@ class LedgerFacts:
 
     def put(self, name: str, value: Any) -> None:
         self._ledger.put_fact(self._execution_id, name, value)
+
+
+def _create_tables(engine: Engine) -> None:
+    try:
+        metadata.create_all(engine)
+    except sa.exc.OperationalError:
+        # Another process created the tables between our check and our CREATE
+        # (two commands opening a fresh SQLite ledger at once); they exist now.
+        metadata.create_all(engine)
 
 
 def _make_engine(url: str) -> Engine:

@@ -69,13 +69,13 @@ def load_with_rollbacks(path: Path, profile: Profile | None, registry: Registry)
     """
     problems: list[Problem] = []
     seen: set[Path] = set()
-    pending = [path.resolve()]
+    pending = [path]  # as given, so messages name it as the user wrote it
     main: Runbook | None = None
     while pending:
         current = pending.pop(0)
-        if current in seen or not current.is_file():
-            continue  # a missing rollback file is already a problem of the runbook naming it
-        seen.add(current)
+        if current.resolve() in seen:
+            continue
+        seen.add(current.resolve())
         try:
             runbook = load_runbook(current, profile, registry)
         except RunbookError as exc:
@@ -83,7 +83,10 @@ def load_with_rollbacks(path: Path, profile: Profile | None, registry: Registry)
             continue
         main = main or runbook
         refs = {runbook.rollback} | {s.on_failure.runbook for _, s in runbook.steps()}
-        pending += [(current.parent / ref).resolve() for ref in sorted(r for r in refs if r)]
+        for ref in sorted(r for r in refs if r):
+            # A missing file is already a problem of the runbook that names it.
+            if (current.parent / ref).is_file():
+                pending.append(current.parent / ref)
     if problems or main is None:
         raise RunbookError(problems)
     return main
