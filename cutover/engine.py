@@ -12,7 +12,6 @@ import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,9 +27,6 @@ from cutover.runbook import Runbook
 from cutover.steps import Registry, StepContext, Verdict
 
 log = logging.getLogger("cutover.engine")
-
-# How long a person has to answer "carry on past this failed step?" before it is a no-go.
-ASK_TIMEOUT = timedelta(hours=4)
 
 Outcome = Literal["completed", "skipped", "failed"]
 
@@ -284,7 +280,7 @@ def ask_after_failure(
         text=f"Step {step.step.id} ({step.step.title}) failed: {result.reason}. "
         "Go = carry on regardless; no-go = halt the cutover here.",
         approvers=(step.step.owner,),
-        timeout=ASK_TIMEOUT,
+        timeout=step.step.on_failure.decide_within,
         kind="override",
     )
     decision = _RecordingApprover(session, script, step).decide(question)

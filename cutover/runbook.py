@@ -28,7 +28,8 @@ class OnFailure(_Model):
 
     halt      stop the run; the ledger keeps everything; a re-run resumes here.
     retry     run the failed part again `attempts` times, `delay` apart, then `then`.
-    ask       pause for a human go (carry on) / no-go (halt).
+    ask       pause for a human go (carry on) / no-go (halt), decided within
+              `decide_within` (30 minutes unless the runbook says otherwise).
     rollback  stop all forward steps and run the rollback runbook.
     """
 
@@ -36,6 +37,10 @@ class OnFailure(_Model):
     attempts: int = Field(3, ge=1, le=100)
     delay: Duration = timedelta(minutes=1)
     then: Literal["halt", "ask", "rollback"] = "halt"
+    # The Qingyuan plan: a fault must get a decided measure within 30 minutes.
+    decide_within: Duration = Field(
+        timedelta(minutes=30), description="ask: no decision by then means no-go (halt)"
+    )
     runbook: str | None = Field(
         None, description="Rollback runbook, relative to this file; default: the runbook's own"
     )

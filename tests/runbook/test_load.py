@@ -144,6 +144,22 @@ def test_shorthand_on_failure(good: Runbook) -> None:
         "ask",
     )
     assert step(good, "restore-core").on_failure.runbook == "rollback.yaml"
+    # A person asked to carry on past a failure has 30 minutes (the Qingyuan plan's limit).
+    assert step(good, "check-in-flight").on_failure.decide_within == timedelta(minutes=30)
+
+
+def test_ask_deadline_is_a_duration(tmp_path: Path, contract_registry: Registry) -> None:
+    text = (
+        Path(__file__)
+        .with_name("good.yaml")
+        .read_text(encoding="utf-8")
+        .replace("on_failure: ask", "on_failure: {policy: ask, decide_within: soon}", 1)
+    )
+    (tmp_path / "rollback.yaml").write_text(
+        Path(__file__).with_name("rollback.yaml").read_text(encoding="utf-8")
+    )
+    [line] = problems(tmp_path, text, contract_registry, None)
+    assert line.endswith("'soon' is not a duration; write it like 30s, 5m, 2h, 1d or 1h30m")
 
 
 def test_unquoted_yaml_times_stay_text() -> None:

@@ -201,6 +201,7 @@ def test_plan_json_shape(plan: Plan) -> None:
         "delay": "5m",
         "then": "ask",
         "runbook": None,
+        "decide_within": "30m",
     }
     core = next(s for s in data["steps"] if s["id"] == "restore-core")
     assert core["gates"][0]["params"]["json"] == {"status": "ok"}  # written name, not json_
