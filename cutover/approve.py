@@ -17,29 +17,40 @@ def resolve_execution(ledger: Ledger, run_id: str) -> str:
     for execution in reversed(ledger.executions()):
         if execution.flow_run_id == run_id:
             return execution.id
-        if any(e.kind == "approval-requested" and e.data.get("flow_run_id") == run_id
-               for e in ledger.events(execution.id)):
+        if any(
+            e.kind == "approval-requested" and e.data.get("flow_run_id") == run_id
+            for e in ledger.events(execution.id)
+        ):
             return execution.id
-    raise ApprovalError(f"{run_id!r} is neither an execution nor a Prefect flow run in the "
-                        f"ledger {ledger.url}; `cutover status` lists the executions")
+    raise ApprovalError(
+        f"{run_id!r} is neither an execution nor a Prefect flow run in the "
+        f"ledger {ledger.url}; `cutover status` lists the executions"
+    )
 
 
 def pending_question(ledger: Ledger, execution_id: str, step_id: str) -> dict[str, object]:
     """The open question of a step: its last approval-requested event with no decision after it."""
-    events = ledger.events(execution_id, step_id=step_id)
-    open_question = None
-    for event in events:
-        if event.kind == "approval-requested":
-            open_question = event.data
-        elif event.kind == "decision":
-            open_question = None
-    if open_question is None:
-        asked = any(e.kind == "approval-requested" for e in events)
-        raise ApprovalError(
-            f"step {step_id} of {execution_id} is not waiting for a decision"
-            + (" (it was already decided)" if asked else "")
-        )
-    return open_question
+    for waiting, question in open_questions(ledger, execution_id):
+        if waiting == step_id:
+            return question
+    asked = any(
+        e.kind == "approval-requested" for e in ledger.events(execution_id, step_id=step_id)
+    )
+    raise ApprovalError(
+        f"step {step_id} of {execution_id} is not waiting for a decision"
+        + (" (it was already decided)" if asked else "")
+    )
+
+
+def open_questions(ledger: Ledger, execution_id: str) -> list[tuple[str, dict[str, object]]]:
+    """(step id, question) for every go/no-go the execution is waiting for."""
+    waiting: dict[str, dict[str, object]] = {}
+    for event in ledger.events(execution_id):
+        if event.kind == "approval-requested" and event.step_id:
+            waiting[event.step_id] = event.data
+        elif event.kind == "decision" and event.step_id:
+            waiting.pop(event.step_id, None)
+    return list(waiting.items())
 
 
 def approve(

@@ -259,6 +259,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             ["runbook", "step", "planned", "finished", "outcome", "gates", "decision"],
         )
     )
+    if execution.status == "running":
+        from cutover.approve import open_questions
+
+        for step_id, question in open_questions(ledger, execution.id):
+            print(
+                f"waiting for a decision at {step_id}: {question.get('question')}\n"
+                f"  cutover approve {execution.id} --step {step_id} --by NAME "
+                "--decision go|no-go"
+            )
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -338,13 +339,18 @@ class LedgerFacts:
         self._ledger.put_fact(self._execution_id, name, value)
 
 
-def _create_tables(engine: Engine) -> None:
-    try:
-        metadata.create_all(engine)
-    except sa.exc.OperationalError:
-        # Another process created the tables between our check and our CREATE
-        # (two commands opening a fresh SQLite ledger at once); they exist now.
-        metadata.create_all(engine)
+def _create_tables(engine: Engine, attempts: int = 10) -> None:
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except sa.exc.OperationalError:
+            # Another process created a table between our check and our CREATE (two
+            # commands opening a fresh SQLite ledger at once). Each round finds more of
+            # the tables in place, so trying again converges.
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _make_engine(url: str) -> Engine:

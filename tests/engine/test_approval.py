@@ -56,12 +56,18 @@ def ledger_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"sqlite:///{tmp_path / 'ledger.db'}"
 
 
-def test_go_from_the_command_line_resumes_the_paused_run(prefect_api, fresh_sandbox, ledger_url):
+def test_go_from_the_command_line_resumes_the_paused_run(
+    prefect_api, fresh_sandbox, ledger_url, capsys
+):
     thread, result = _start(RUNBOOK, fresh_sandbox.profile_path, ledger_url)
     execution_id, _ = _wait_for_question(ledger_url)
     # While paused, the step after the approval has not run: the notice is still up.
     assert httpx.get(f"{fresh_sandbox.old_url}/notice").json()["active"] is True
 
+    # `cutover status` says what the run waits for and how to answer.
+    capsys.readouterr()
+    assert main(["status", execution_id, "--ledger", ledger_url]) == 0
+    assert "waiting for a decision at go-no-go: Carry on?" in capsys.readouterr().out
     # An answer in nobody's name is refused by the form's schema; the run stays paused.
     assert _approve(execution_id, ledger_url, "go", "  ") == 1
     by = "Li Ming (duty lead)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
@@ -55,3 +57,26 @@ def test_ledger_records_chains_and_detects_tampering(scratch_database, kind):
         assert not intact and "does not match" in where
     finally:
         ledger.close()
+
+
+def _open_and_close(url: str, results: multiprocessing.Queue[str]) -> None:
+    try:
+        Ledger(url).close()
+        results.put("ok")
+    except Exception as exc:  # reported to the test, which names it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_fresh_ledger_at_once_all_succeed(tmp_path):
+    # `cutover rehearse` and `cutover status` may open a new SQLite ledger at the same
+    # moment; before the retry loop, 9 rounds in 15 of this test failed on "already exists".
+    context = multiprocessing.get_context("fork")
+    for round_ in range(5):
+        url = f"sqlite:///{tmp_path / f'ledger-{round_}.db'}"
+        results = context.Queue()
+        processes = [context.Process(target=_open_and_close, args=(url, results)) for _ in range(6)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=60)
+        assert [results.get(timeout=5) for _ in processes] == ["ok"] * 6
